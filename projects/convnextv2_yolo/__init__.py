@@ -1,0 +1,18 @@
+"""convnextv2_yolo: ConvNeXt V2 backbones under a YOLO11 neck and head for MMDetection 3.x.
+
+Importing this package applies the stack's compatibility fixes (see
+:mod:`convnextv2_yolo.compat`) and registers every module into MMDetection's
+registries, so a config only needs::
+
+    custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)
+"""
+from .version import __version__
+from . import compat  # noqa: F401  (must run before anything loads checkpoints)
+
+compat.apply_all()
+
+from . import (backbones, datasets, dense_heads, detectors, engine,  # noqa: E402,F401
+               layers, losses, necks, task_modules)
+from .utils import get_config_path  # noqa: E402
+
+__all__ = ['__version__', 'get_config_path']

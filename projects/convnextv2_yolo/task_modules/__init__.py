@@ -1,1 +1,4 @@
+from .assigners import BatchTaskAlignedAssigner
+from .coders import DFLBBoxCoder
 
+__all__ = ['BatchTaskAlignedAssigner', 'DFLBBoxCoder']

@@ -1,1 +1,3 @@
+from .yolo_optim_constructor import YOLOOptimWrapperConstructor
 
+__all__ = ['YOLOOptimWrapperConstructor']

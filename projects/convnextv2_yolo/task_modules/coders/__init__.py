@@ -1,1 +1,3 @@
+from .dfl_coder import DFLBBoxCoder
 
+__all__ = ['DFLBBoxCoder']

@@ -1,0 +1,69 @@
+# COCO detection with the reference's YOLO augmentation:
+# mosaic(1.0) -> random affine (scale 0.5, translate 0.1) -> HSV (0.015/0.7/0.4)
+# -> horizontal flip 0.5; letterbox 640 with pad value 114; the last
+# `close_mosaic_epochs` epochs train without mosaic (CloseMosaicHook).
+_base_ = 'mmdet::_base_/datasets/coco_detection.py'
+
+img_scale = (640, 640)  # (w, h)
+train_batch_size_per_gpu = 16
+train_num_workers = 8
+val_batch_size_per_gpu = 1
+val_num_workers = 2
+backend_args = None
+
+pre_transform = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True),
+]
+post_transform = [
+    dict(type='YOLOHSVRandomAug', hue_gain=0.015, saturation_gain=0.7, value_gain=0.4),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1), keep_empty=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                          'scale_factor', 'flip', 'flip_direction')),
+]
+train_pipeline = [
+    *pre_transform,
+    dict(type='CachedMosaic', img_scale=img_scale, pad_val=114.0, prob=1.0,
+         max_cached_images=40, random_pop=False),
+    # mmdet's RandomAffine + the reference's box filter (<2 px, <10% area kept)
+    dict(type='YOLORandomAffine', max_rotate_degree=0.0, max_shear_degree=0.0,
+         max_translate_ratio=0.1, scaling_ratio_range=(0.5, 1.5),
+         border=(-img_scale[0] // 2, -img_scale[1] // 2), border_val=(114, 114, 114)),
+    *post_transform,
+]
+# without mosaic (last epochs): letterbox to 640, then the same affine/HSV/flip
+train_pipeline_stage2 = [
+    *pre_transform,
+    dict(type='LetterResize', scale=img_scale, pad_val=dict(img=114), allow_scale_up=True),
+    dict(type='YOLORandomAffine', max_rotate_degree=0.0, max_shear_degree=0.0,
+         max_translate_ratio=0.1, scaling_ratio_range=(0.5, 1.5), border_val=(114, 114, 114)),
+    *post_transform,
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LetterResize', scale=img_scale, pad_val=dict(img=114), allow_scale_up=False),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                          'scale_factor', 'pad_param')),
+]
+
+train_dataloader = dict(
+    batch_size=train_batch_size_per_gpu,
+    num_workers=train_num_workers,
+    persistent_workers=True,
+    pin_memory=True,
+    collate_fn=dict(type='yolo_collate'),
+    batch_sampler=None,
+    dataset=dict(filter_cfg=dict(filter_empty_gt=False, min_size=0), pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=val_batch_size_per_gpu,
+    num_workers=val_num_workers,
+    persistent_workers=True,
+    pin_memory=True,
+    collate_fn=dict(type='yolo_collate'),
+    dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type='CocoMetric', metric='bbox')  # AP at 100 dets, as pycocotools
+test_evaluator = val_evaluator

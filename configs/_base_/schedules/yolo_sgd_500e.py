@@ -1,0 +1,24 @@
+# The reference optimiser: SGD lr 0.01, momentum 0.937, Nesterov, weight decay
+# 5e-4 scaled by (total batch x accumulation) / 64, no decay on biases and norm
+# (BatchNorm / LayerNorm / GRN) parameters, gradient clipping at 10.
+_base_ = 'mmdet::_base_/schedules/schedule_1x.py'
+
+max_epochs = 500
+close_mosaic_epochs = 10
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10,
+                 dynamic_intervals=[(max_epochs - close_mosaic_epochs, 1)])
+
+# the LR/momentum schedule lives in YOLOParamSchedulerHook (see yolo_runtime.py)
+param_scheduler = None
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    constructor='YOLOOptimWrapperConstructor',
+    clip_grad=dict(max_norm=10.0),
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.937, nesterov=True, weight_decay=5e-4,
+                   batch_size_per_gpu=16),
+    paramwise_cfg=dict(nominal_batch_size=64))
+
+# the reference keeps lr 0.01 for any batch (it accumulates up to 64); 8 GPUs x 16 here
+auto_scale_lr = dict(enable=False, base_batch_size=128)

@@ -1,0 +1,15 @@
+# The reference's YOLO11/YOLOv8 training recipe on mmdet's base configs:
+# runtime + COCO data with YOLO augmentation + SGD schedule, and the custom
+# hooks: EMA (0.9999, tau 2000), close mosaic for the last 10 epochs, class-count check.
+_base_ = ['./yolo_runtime.py', './datasets/yolo_coco_detection.py', './schedules/yolo_sgd_500e.py']
+
+custom_hooks = [
+    # EMA: d = 0.9999 * (1 - exp(-updates / 2000)) is mmdet's ExpMomentumEMA
+    # with momentum 1e-4 and gamma 2000
+    dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, gamma=2000,
+         update_buffers=True, priority=49),
+    dict(type='CloseMosaicHook', close_epochs={{_base_.close_mosaic_epochs}},
+         switch_pipeline={{_base_.train_pipeline_stage2}}),
+    # fails at start-up when the dataset's classes and the head's num_classes differ
+    dict(type='NumClassCheckHook'),
+]

@@ -1,0 +1,25 @@
+# YOLO11-s on COCO (80 classes): 9,458,752 parameters, 21.84 GFLOPs at 640x640.
+_base_ = ['../_base_/models/yolo11.py', 'mmdet::_base_/default_runtime.py']
+
+# [depth, width, max_channels] of scale s
+deepen_factor = 0.5
+widen_factor = 0.5
+max_channels = 1024
+c3k_all = False
+backbone_out_channels = [256, 256, 512]  # real P3/P4/P5 channels
+neck_out_channels = [128, 256, 512]
+num_classes = 80
+
+model = dict(
+    backbone=dict(
+        deepen_factor=deepen_factor,
+        widen_factor=widen_factor,
+        max_channels=max_channels,
+        c3k_all=c3k_all),
+    neck=dict(
+        in_channels=backbone_out_channels,
+        deepen_factor=deepen_factor,
+        widen_factor=widen_factor,
+        max_channels=max_channels,
+        c3k_all=c3k_all),
+    bbox_head=dict(num_classes=num_classes, in_channels=neck_out_channels))

@@ -1,0 +1,22 @@
+# YOLOv8-m on COCO (80 classes): 25,902,640 parameters, 79.31 GFLOPs at 640x640.
+_base_ = ['../_base_/models/yolov8.py', 'mmdet::_base_/default_runtime.py']
+
+# [depth, width, max_channels] of scale m
+deepen_factor = 0.67
+widen_factor = 0.75
+max_channels = 768
+backbone_out_channels = [192, 384, 576]  # real P3/P4/P5 channels
+neck_out_channels = [192, 384, 576]
+num_classes = 80
+
+model = dict(
+    backbone=dict(
+        deepen_factor=deepen_factor,
+        widen_factor=widen_factor,
+        max_channels=max_channels),
+    neck=dict(
+        in_channels=backbone_out_channels,
+        deepen_factor=deepen_factor,
+        widen_factor=widen_factor,
+        max_channels=max_channels),
+    bbox_head=dict(num_classes=num_classes, in_channels=neck_out_channels))

@@ -1,0 +1,22 @@
+# YOLOv8-n on COCO (80 classes): 3,157,200 parameters, 8.86 GFLOPs at 640x640.
+_base_ = ['../_base_/models/yolov8.py', 'mmdet::_base_/default_runtime.py']
+
+# [depth, width, max_channels] of scale n
+deepen_factor = 0.33
+widen_factor = 0.25
+max_channels = 1024
+backbone_out_channels = [64, 128, 256]  # real P3/P4/P5 channels
+neck_out_channels = [64, 128, 256]
+num_classes = 80
+
+model = dict(
+    backbone=dict(
+        deepen_factor=deepen_factor,
+        widen_factor=widen_factor,
+        max_channels=max_channels),
+    neck=dict(
+        in_channels=backbone_out_channels,
+        deepen_factor=deepen_factor,
+        widen_factor=widen_factor,
+        max_channels=max_channels),
+    bbox_head=dict(num_classes=num_classes, in_channels=neck_out_channels))

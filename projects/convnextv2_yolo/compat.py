@@ -1,0 +1,155 @@
+"""Compatibility fixes for the pinned OpenMMLab stack on current torch/numpy.
+
+Applied once by ``import convnextv2_yolo`` (:func:`apply_all`). Each fix is one
+function with a one-line reason; README "Compatibility fixes" lists them.
+
+1. ``allow_mmengine_checkpoint_globals``: torch >= 2.6 loads with
+   ``weights_only=True`` and refuses the numpy/mmengine types an mmengine 0.10.7
+   checkpoint pickles, so ``--resume``/``load_from`` break; we allow-list
+   exactly those types (never turning safe loading off).
+2. ``plain_message_hub_state``: the message hub pickled bound methods through
+   ``builtins.getattr`` (which cannot be allow-listed without reopening code
+   execution); it now saves plain data only.
+3. ``register_safe_local_loader``: mmengine's local checkpoint loader gets clear
+   errors (missing, corrupt/truncated, unsafe content) and an explicit per-file
+   trust switch, ``CONVNEXTV2_YOLO_TRUSTED_CHECKPOINTS``, for older checkpoints.
+"""
+import os
+import os.path as osp
+import pickle
+import zipfile
+from typing import Any, Callable, List, Optional, Set
+
+import torch
+
+TRUST_ENV = 'CONVNEXTV2_YOLO_TRUSTED_CHECKPOINTS'
+
+_APPLIED = False
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint file could not be loaded (corrupt, truncated or unsafe)."""
+
+
+def _numpy_checkpoint_globals() -> List[Any]:
+    """numpy types that ``np.ndarray``/numpy scalars pickle through."""
+    import numpy as np
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    found = [np.ndarray, np.dtype, _reconstruct, scalar]
+    dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25: one class per dtype
+    if dtypes is not None:
+        found += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
+    return found
+
+
+def mmengine_checkpoint_globals() -> List[Any]:
+    """Exactly the non-tensor types an mmengine 0.10.7 checkpoint holds."""
+    import codecs
+
+    from mmengine.logging import HistoryBuffer
+    return [HistoryBuffer, codecs.encode] + _numpy_checkpoint_globals()
+
+
+def allow_mmengine_checkpoint_globals() -> None:
+    """Allow-list mmengine checkpoint types for ``torch.load(weights_only=True)``."""
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:  # torch < 2.4 has no safe-globals API (and loads unsafely anyway)
+        add(mmengine_checkpoint_globals())
+
+
+def plain_message_hub_state() -> None:
+    """Make ``MessageHub.state_dict`` hold plain data only (no bound methods)."""
+    from mmengine.logging import HistoryBuffer
+
+    if getattr(HistoryBuffer, '_convnextv2_yolo_plain_state', False):
+        return
+
+    def __getstate__(self) -> dict:
+        # instance statistics methods (bound methods) are rebuilt on load
+        return {k: v for k, v in self.__dict__.items() if k != '_statistics_methods'}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    HistoryBuffer.__getstate__ = __getstate__
+    HistoryBuffer.__setstate__ = __setstate__
+    HistoryBuffer._convnextv2_yolo_plain_state = True
+
+
+def trusted_checkpoints() -> Set[str]:
+    """Real paths listed in ``$CONVNEXTV2_YOLO_TRUSTED_CHECKPOINTS`` (os.pathsep-separated)."""
+    value = os.environ.get(TRUST_ENV, '')
+    return {osp.realpath(osp.expanduser(p)) for p in value.split(os.pathsep) if p}
+
+
+def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
+    """``torch.load`` with safe loading and errors that name the file.
+
+    A file listed in ``$CONVNEXTV2_YOLO_TRUSTED_CHECKPOINTS`` is loaded with full
+    unpickling (only do that for files you produced or trust).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointLoadError: the file is corrupt/truncated or holds objects
+            outside the allow-list.
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    trusted = osp.realpath(filename) in trusted_checkpoints()
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=not trusted)
+    except pickle.UnpicklingError as e:
+        if 'Weights only load failed' in str(e) or 'Unsupported global' in str(e):
+            raise CheckpointLoadError(
+                f'refusing to load {filename}: it holds pickled objects outside the safe '
+                f'allow-list ({_first_line_with(str(e), "GLOBAL")}). If you produced this file '
+                f'yourself (e.g. an older mmengine checkpoint), trust it explicitly with '
+                f'{TRUST_ENV}={filename}') from None
+        raise CheckpointLoadError(f'{filename} is not a valid checkpoint (corrupt or truncated): {e}') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        msg = str(e)
+        if any(s in msg for s in ('zip archive', 'PytorchStreamReader', 'Ran out of input',
+                                  'invalid load key', 'file not found in archive')) or isinstance(
+                                      e, (EOFError, zipfile.BadZipFile)):
+            raise CheckpointLoadError(
+                f'{filename} is not a valid checkpoint (corrupt or truncated): '
+                f'{msg.splitlines()[0] if msg else type(e).__name__}') from None
+        raise
+
+
+def _first_line_with(text: str, needle: str) -> str:
+    for line in text.splitlines():
+        if needle in line:
+            return line.strip()
+    return text.splitlines()[0] if text else ''
+
+
+def register_safe_local_loader() -> None:
+    """Route mmengine's local-file checkpoint loading through :func:`safe_torch_load`."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    def load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
+        return safe_torch_load(filename, map_location)
+
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+
+
+FIXES: List[Callable[[], None]] = [
+    allow_mmengine_checkpoint_globals,
+    plain_message_hub_state,
+    register_safe_local_loader,
+]
+
+
+def apply_all() -> None:
+    """Apply every fix once (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    for fix in FIXES:
+        fix()
+    _APPLIED = True

@@ -1,0 +1,83 @@
+"""Letterbox: keep-ratio resize into a fixed canvas with centred padding."""
+from typing import Tuple, Union
+
+import mmcv
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet.registry import TRANSFORMS
+
+
+@TRANSFORMS.register_module()
+class LetterResize(BaseTransform):
+    """Resize keeping the aspect ratio to fit ``scale``, then pad centred.
+
+    Follows the reference letterbox: ratio ``r = min(H/h, W/w)`` (capped at 1
+    without ``allow_scale_up``), resized size ``round(w*r) x round(h*r)``,
+    padding split ``round(d/2 - 0.1)`` / ``round(d/2 + 0.1)`` with value 114.
+
+    Required keys: ``img``. Modified keys: ``img``, ``img_shape``,
+    ``gt_bboxes`` (scaled and shifted). Added keys: ``scale_factor`` (w, h)
+    (multiplied into an existing one), ``pad_param`` float32
+    [top, bottom, left, right] (an existing one is scaled and added),
+    ``keep_ratio``. Only boxes are transformed (no masks / seg maps).
+
+    Args:
+        scale (int | tuple[int, int]): Canvas (width, height); an int means
+            a square canvas.
+        allow_scale_up (bool): Allow enlarging small images. Defaults to True.
+        pad_val (int | dict): Padding value of every channel, or
+            ``dict(img=value)`` (mmyolo style). Defaults to 114.
+        interpolation (str): mmcv interpolation. Defaults to 'bilinear'.
+    """
+
+    def __init__(self, scale: Union[int, Tuple[int, int]], allow_scale_up: bool = True,
+                 pad_val: Union[int, dict] = 114, interpolation: str = 'bilinear') -> None:
+        if isinstance(pad_val, dict):
+            if 'img' not in pad_val:
+                raise KeyError(f"LetterResize: pad_val dict needs an 'img' key, got {pad_val!r}")
+            pad_val = pad_val['img']
+        if isinstance(scale, int):
+            scale = (scale, scale)
+        if len(scale) != 2 or min(scale) <= 0:
+            raise ValueError(f'LetterResize: scale must be a positive int or (width, height), got {scale!r}')
+        self.scale = (int(scale[0]), int(scale[1]))
+        self.allow_scale_up = allow_scale_up
+        self.pad_val = pad_val
+        self.interpolation = interpolation
+
+    def transform(self, results: dict) -> dict:
+        if results.get('img') is None:
+            raise KeyError("LetterResize: results lack 'img' (load the image first)")
+        img = results['img']
+        h, w = img.shape[:2]
+        dst_w, dst_h = self.scale
+        ratio = min(dst_h / h, dst_w / w)
+        if not self.allow_scale_up:
+            ratio = min(ratio, 1.0)
+        new_w, new_h = int(round(w * ratio)), int(round(h * ratio))
+        if (new_w, new_h) != (w, h):
+            img = mmcv.imresize(img, (new_w, new_h), interpolation=self.interpolation, backend='cv2')
+        dw, dh = (dst_w - new_w) / 2, (dst_h - new_h) / 2
+        top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+        left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+        if top or bottom or left or right:
+            img = mmcv.impad(img, padding=(left, top, right, bottom), pad_val=self.pad_val)
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['keep_ratio'] = True
+
+        prev_scale = results.get('scale_factor', (1.0, 1.0))
+        results['scale_factor'] = (float(prev_scale[0]) * ratio, float(prev_scale[1]) * ratio)
+        pad = np.array([top, bottom, left, right], dtype=np.float32)
+        if results.get('pad_param') is not None:
+            pad = pad + np.asarray(results['pad_param'], dtype=np.float32) * ratio
+        results['pad_param'] = pad
+
+        if results.get('gt_bboxes') is not None:
+            results['gt_bboxes'].rescale_((ratio, ratio))
+            results['gt_bboxes'].translate_((left, top))
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(scale={self.scale}, allow_scale_up={self.allow_scale_up}, '
+                f'pad_val={self.pad_val}, interpolation={self.interpolation!r})')

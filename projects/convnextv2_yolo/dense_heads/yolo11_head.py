@@ -1,0 +1,411 @@
+"""YOLO11 / YOLOv8 decoupled detection head with DFL box regression."""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmcv.ops import batched_nms
+from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptInstanceList, OptMultiConfig
+from mmengine.dist import get_dist_info
+from mmengine.logging import MessageHub, print_log
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from ..datasets.collate import pack_gt_instances
+from ..layers.conv import Conv, DWConv
+
+
+class DFL(nn.Module):
+    """Integral of a softmax distribution over ``reg_max`` bins.
+
+    The bin values live in a frozen 1x1 conv ``conv`` (weight ``arange``), as
+    in the reference, so checkpoints and parameter counts match.
+
+    Args:
+        reg_max (int): Number of bins. Defaults to 16.
+    """
+
+    def __init__(self, reg_max: int = 16) -> None:
+        super().__init__()
+        self.reg_max = reg_max
+        self.conv = nn.Conv2d(reg_max, 1, 1, bias=False).requires_grad_(False)
+        self.reset_bins()
+
+    def reset_bins(self) -> None:
+        """Write ``arange(reg_max)`` into the bin weights."""
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.arange(self.reg_max, dtype=torch.float).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., 4 * reg_max) logits -> (..., 4) expected distances."""
+        probs = x.unflatten(-1, (4, self.reg_max)).softmax(-1)
+        return probs @ self.conv.weight.view(self.reg_max).to(probs.dtype)
+
+
+@MODELS.register_module()
+class YOLO11Head(BaseDenseHead):
+    """Decoupled YOLO11 (or YOLOv8) head: DFL box branch + class branch.
+
+    Outputs per level ``(cls_score (B, C, H, W), bbox_dist (B, 4*reg_max, H,
+    W))``. Training assigns targets with a batched task-aligned assigner and
+    computes BCE + CIoU + DFL losses over the whole batch in one go.
+
+    Example:
+        >>> bbox_head = dict(
+        ...     type='YOLO11Head', num_classes=80, in_channels=[64, 128, 256],
+        ...     featmap_strides=(8, 16, 32), reg_max=16, cls_branch='yolo11',
+        ...     loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True,
+        ...                   reduction='sum', loss_weight=0.5),
+        ...     loss_bbox=dict(type='YOLOCIoULoss', reduction='sum',
+        ...                    loss_weight=7.5),
+        ...     loss_dfl=dict(type='mmdet.DistributionFocalLoss',
+        ...                   reduction='sum', loss_weight=1.5))
+        >>> train_cfg = dict(assigner=dict(type='BatchTaskAlignedAssigner',
+        ...                  topk=10, alpha=0.5, beta=6.0, eps=1e-9))
+        >>> test_cfg = dict(score_thr=0.001, nms_pre=30000,
+        ...                 nms=dict(type='nms', iou_threshold=0.7),
+        ...                 max_per_img=300, multi_label=True)
+
+    Args:
+        num_classes (int): Number of classes.
+        in_channels (Sequence[int]): Channels of each input level.
+        featmap_strides (Sequence[int]): Stride of each level.
+            Defaults to (8, 16, 32).
+        reg_max (int): DFL bins per box side. Defaults to 16.
+        cls_branch (str): 'yolo11' (depthwise class branch) or 'yolov8'.
+        loss_cls (dict): Class loss on (B, A, C) logits vs soft targets;
+            called with ``reduction_override='sum'``.
+        loss_bbox (dict): Box loss on positives (stride units).
+        loss_dfl (dict): DFL loss on positives' bin logits.
+        bbox_coder (dict): Distance coder. Defaults to ``DFLBBoxCoder``.
+        degenerate_log_interval (int): Every this many loss calls, log how
+            many degenerate GT boxes (zero width/height) were dropped.
+        train_cfg (dict, optional): Holds ``assigner``.
+        test_cfg (dict, optional): ``score_thr``, ``nms_pre``, ``nms``,
+            ``max_per_img``, ``multi_label``.
+        init_cfg (dict | list[dict], optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: Sequence[int],
+                 featmap_strides: Sequence[int] = (8, 16, 32),
+                 reg_max: int = 16,
+                 cls_branch: str = 'yolo11',
+                 loss_cls: ConfigType = dict(
+                     type='mmdet.CrossEntropyLoss', use_sigmoid=True, reduction='sum', loss_weight=0.5),
+                 loss_bbox: ConfigType = dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
+                 loss_dfl: ConfigType = dict(type='mmdet.DistributionFocalLoss', reduction='sum', loss_weight=1.5),
+                 bbox_coder: ConfigType = dict(type='DFLBBoxCoder'),
+                 degenerate_log_interval: int = 50,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if len(in_channels) != len(featmap_strides):
+            raise ValueError(f'YOLO11Head: in_channels {list(in_channels)} and featmap_strides '
+                             f'{list(featmap_strides)} must have the same length')
+        if cls_branch not in ('yolo11', 'yolov8'):
+            raise ValueError(f"YOLO11Head: cls_branch must be 'yolo11' or 'yolov8', got {cls_branch!r}")
+        self.num_classes = num_classes
+        self.in_channels = list(in_channels)
+        self.featmap_strides = list(featmap_strides)
+        self.reg_max = reg_max
+        self.cls_branch = cls_branch
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+        self.degenerate_log_interval = degenerate_log_interval
+
+        c2 = max(16, self.in_channels[0] // 4, 4 * reg_max)
+        c3 = max(self.in_channels[0], min(num_classes, 100))
+        self.reg_convs = nn.ModuleList(
+            nn.Sequential(Conv(c, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1))
+            for c in self.in_channels)
+        self.cls_convs = nn.ModuleList(self._cls_branch(c, c3) for c in self.in_channels)
+        self.dfl = DFL(reg_max)
+
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_dfl = MODELS.build(loss_dfl)
+        bbox_coder = dict(bbox_coder)
+        bbox_coder.setdefault('reg_max', reg_max)
+        self.bbox_coder = TASK_UTILS.build(bbox_coder)
+        self.assigner = None
+        if train_cfg is not None and 'assigner' in train_cfg:
+            self.assigner = TASK_UTILS.build(train_cfg['assigner'])
+
+        self._prior_cache: Dict[tuple, Tuple[Tensor, Tensor]] = {}
+        self._num_loss_calls = 0
+        self._num_degenerate: Optional[Tensor] = None
+        self._total_degenerate = 0
+
+    def _cls_branch(self, c: int, c3: int) -> nn.Sequential:
+        if self.cls_branch == 'yolo11':
+            return nn.Sequential(
+                nn.Sequential(DWConv(c, c, 3), Conv(c, c3, 1)),
+                nn.Sequential(DWConv(c3, c3, 3), Conv(c3, c3, 1)),
+                nn.Conv2d(c3, self.num_classes, 1))
+        return nn.Sequential(Conv(c, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, self.num_classes, 1))
+
+    def init_weights(self) -> None:
+        """Reference init: box bias 1, class bias ``log(5/nc/(640/s)^2)``."""
+        super().init_weights()
+        for reg, cls, stride in zip(self.reg_convs, self.cls_convs, self.featmap_strides):
+            nn.init.constant_(reg[-1].bias, 1.0)
+            nn.init.constant_(cls[-1].bias, math.log(5 / self.num_classes / (640 / stride)**2))
+        self.dfl.reset_bins()
+
+    def forward(self, x: Tuple[Tensor, ...]) -> Tuple[List[Tensor], List[Tensor]]:
+        """Per-level class logits (B, C, H, W) and DFL logits (B, 4R, H, W)."""
+        if len(x) != len(self.reg_convs):
+            raise ValueError(f'YOLO11Head expects {len(self.reg_convs)} feature maps, got {len(x)}')
+        cls_scores = [cls(feat) for feat, cls in zip(x, self.cls_convs)]
+        bbox_dists = [reg(feat) for feat, reg in zip(x, self.reg_convs)]
+        return cls_scores, bbox_dists
+
+    # ------------------------------------------------------------------ priors
+    def get_priors(self, featmap_sizes: Sequence[Tuple[int, int]], dtype: torch.dtype,
+                   device: torch.device) -> Tuple[Tensor, Tensor]:
+        """Grid-cell centres in stride units (A, 2) and strides (A, 1)."""
+        key = (tuple(tuple(s) for s in featmap_sizes), dtype, device)
+        if key not in self._prior_cache:
+            points, strides = [], []
+            for (h, w), stride in zip(featmap_sizes, self.featmap_strides):
+                ys = torch.arange(h, dtype=dtype, device=device) + 0.5
+                xs = torch.arange(w, dtype=dtype, device=device) + 0.5
+                yy, xx = torch.meshgrid(ys, xs, indexing='ij')
+                points.append(torch.stack([xx, yy], dim=-1).reshape(-1, 2))
+                strides.append(torch.full((h * w, 1), stride, dtype=dtype, device=device))
+            self._prior_cache[key] = (torch.cat(points), torch.cat(strides))
+        return self._prior_cache[key]
+
+    @staticmethod
+    def _flatten(maps: List[Tensor]) -> Tensor:
+        """List of (B, K, H, W) -> contiguous (B, sum(HW), K)."""
+        return torch.cat([m.flatten(2) for m in maps], dim=2).transpose(1, 2).contiguous()
+
+    # -------------------------------------------------------------------- loss
+    def loss(self, x: Tuple[Tensor, ...], batch_data_samples: Union[list, dict]) -> dict:
+        """Loss from features and either packed targets or data samples.
+
+        Args:
+            x (tuple[Tensor]): Multi-level features.
+            batch_data_samples (list[DetDataSample] | dict): Data samples, or
+                the fast path's dict with ``bboxes_labels`` (N, 6) =
+                [batch_idx, label, x1, y1, x2, y2] and ``img_metas``.
+        """
+        outs = self(x)
+        if isinstance(batch_data_samples, dict):
+            gts = batch_data_samples['bboxes_labels']
+            img_metas = batch_data_samples['img_metas']
+        else:
+            gts = [s.gt_instances for s in batch_data_samples]
+            img_metas = [s.metainfo for s in batch_data_samples]
+        return self.loss_by_feat(*outs, batch_gt_instances=gts, batch_img_metas=img_metas)
+
+    def loss_by_feat(self,
+                     cls_scores: List[Tensor],
+                     bbox_dists: List[Tensor],
+                     batch_gt_instances: Union[Tensor, InstanceList],
+                     batch_img_metas: List[dict],
+                     batch_gt_instances_ignore: OptInstanceList = None) -> Dict[str, Tensor]:
+        """BCE, CIoU and DFL losses for the whole batch.
+
+        Args:
+            cls_scores (list[Tensor]): Per-level class logits (B, C, H, W).
+            bbox_dists (list[Tensor]): Per-level DFL logits (B, 4R, H, W).
+            batch_gt_instances (Tensor | list[InstanceData]): Packed (N, 6)
+                [batch_idx, label, x1, y1, x2, y2] or per-image instances.
+            batch_img_metas (list[dict]): Image metas (unused; kept for the
+                mmdet interface).
+            batch_gt_instances_ignore: Unused (the reference has no ignore
+                regions).
+
+        Returns:
+            dict: ``loss_cls``, ``loss_bbox``, ``loss_dfl``.
+        """
+        if self.assigner is None:
+            raise RuntimeError("YOLO11Head: train_cfg['assigner'] is required to compute losses")
+        num_imgs = cls_scores[0].shape[0]
+        device = cls_scores[0].device
+        packed = batch_gt_instances
+        if not isinstance(packed, Tensor):
+            packed = pack_gt_instances(packed)
+        gt_labels, gt_bboxes, pad_mask = self._pad_gts(packed.to(device), num_imgs)
+
+        points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], torch.float32, device)
+        flat_cls = self._flatten(cls_scores).float()
+        flat_dist = self._flatten(bbox_dists).float()
+        pred_boxes = self.bbox_coder.decode(points, self.dfl(flat_dist))  # stride units
+
+        assigned = self.assigner.assign(
+            flat_cls.detach().sigmoid(), pred_boxes.detach() * strides, points * strides,
+            gt_labels, gt_bboxes, pad_mask)
+        target_scores = assigned['assigned_scores']
+        fg_mask = assigned['fg_mask']
+        avg_factor = target_scores.sum().clamp(min=1)
+
+        loss_cls = self.loss_cls(flat_cls, target_scores, reduction_override='sum') / avg_factor
+
+        weight = target_scores.sum(-1)[fg_mask]
+        fg_strides = strides.expand(num_imgs, -1, -1)[fg_mask]
+        fg_points = points.expand(num_imgs, -1, -1)[fg_mask]
+        target_boxes = assigned['assigned_bboxes'][fg_mask] / fg_strides
+        loss_bbox = self.loss_bbox(
+            pred_boxes[fg_mask], target_boxes, weight=weight, reduction_override='sum') / avg_factor
+
+        target_dist = self.bbox_coder.encode(fg_points, target_boxes)
+        loss_dfl = self.loss_dfl(
+            flat_dist[fg_mask].reshape(-1, self.reg_max), target_dist.reshape(-1),
+            weight=(weight / 4).repeat_interleave(4), reduction_override='sum') / avg_factor
+
+        # The reference scales by batch size (its DDP averages gradients).
+        scale = num_imgs * get_dist_info()[1]
+        return dict(loss_cls=loss_cls * scale, loss_bbox=loss_bbox * scale, loss_dfl=loss_dfl * scale)
+
+    def _pad_gts(self, packed: Tensor, num_imgs: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """(N, 6) packed GTs -> labels (B, M), boxes (B, M, 4), mask (B, M).
+
+        Degenerate boxes (zero width or height) keep their row but are masked
+        out, and counted for the log.
+        """
+        if packed.dim() != 2 or packed.shape[1] != 6:
+            raise ValueError('YOLO11Head: packed GTs (bboxes_labels) must have shape (N, 6) = '
+                             f'[batch_idx, label, x1, y1, x2, y2], got {tuple(packed.shape)}')
+        device = packed.device
+        if packed.shape[0] == 0:
+            return (torch.zeros(num_imgs, 0, dtype=torch.long, device=device),
+                    torch.zeros(num_imgs, 0, 4, device=device),
+                    torch.zeros(num_imgs, 0, dtype=torch.bool, device=device))
+        img_idx = packed[:, 0].long()
+        labels = packed[:, 1].long()
+        boxes = packed[:, 2:].float()
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        self._count_degenerate(valid)
+
+        counts = torch.bincount(img_idx.clamp(0, num_imgs - 1), minlength=num_imgs)
+        max_gts, lab_min, lab_max, idx_min, idx_max = torch.stack(
+            [counts.max(), labels.min(), labels.max(), img_idx.min(), img_idx.max()]).tolist()
+        if lab_min < 0 or lab_max >= self.num_classes:
+            raise ValueError(f'YOLO11Head: GT labels must be in [0, {self.num_classes}), '
+                             f'got range [{lab_min}, {lab_max}] (check num_classes / dataset classes)')
+        if idx_min < 0 or idx_max >= num_imgs:
+            raise ValueError(f'YOLO11Head: GT batch indices must be in [0, {num_imgs}), '
+                             f'got range [{idx_min}, {idx_max}]')
+
+        order = torch.argsort(img_idx, stable=True)
+        img_idx = img_idx[order]
+        first = counts.cumsum(0) - counts
+        slot = torch.arange(img_idx.numel(), device=device) - first[img_idx]
+        gt_labels = torch.zeros(num_imgs, max_gts, dtype=torch.long, device=device)
+        gt_bboxes = torch.zeros(num_imgs, max_gts, 4, dtype=boxes.dtype, device=device)
+        pad_mask = torch.zeros(num_imgs, max_gts, dtype=torch.bool, device=device)
+        gt_labels[img_idx, slot] = labels[order]
+        gt_bboxes[img_idx, slot] = boxes[order]
+        pad_mask[img_idx, slot] = valid[order]
+        return gt_labels, gt_bboxes, pad_mask
+
+    def _count_degenerate(self, valid: Tensor) -> None:
+        """Accumulate dropped boxes on device; log every N calls (one sync)."""
+        num_bad = (~valid).sum()
+        self._num_degenerate = num_bad if self._num_degenerate is None else self._num_degenerate + num_bad
+        self._num_loss_calls += 1
+        if self._num_loss_calls % self.degenerate_log_interval:
+            return
+        dropped = int(self._num_degenerate.item())
+        self._num_degenerate = None
+        if dropped:
+            self._total_degenerate += dropped
+            print_log(f'YOLO11Head: dropped {dropped} degenerate GT boxes (zero width or height) in the '
+                      f'last {self.degenerate_log_interval} iterations ({self._total_degenerate} in total)',
+                      logger='current')
+            MessageHub.get_current_instance().update_info('yolo_head/degenerate_gt_boxes',
+                                                          self._total_degenerate)
+
+    # ----------------------------------------------------------------- predict
+    def predict_by_feat(self,
+                        cls_scores: List[Tensor],
+                        bbox_dists: List[Tensor],
+                        score_factors: Optional[List[Tensor]] = None,
+                        batch_img_metas: Optional[List[dict]] = None,
+                        cfg: OptConfigType = None,
+                        rescale: bool = False,
+                        with_nms: bool = True) -> InstanceList:
+        """Decode (vectorised over the batch), threshold, NMS and rescale.
+
+        Args:
+            cls_scores (list[Tensor]): Per-level class logits (B, C, H, W).
+            bbox_dists (list[Tensor]): Per-level DFL logits (B, 4R, H, W).
+            score_factors: Unused.
+            batch_img_metas (list[dict], optional): Needs ``scale_factor`` and
+                ``ori_shape`` (and ``pad_param`` after letterboxing) when
+                ``rescale``.
+            cfg (dict, optional): Test config; ``self.test_cfg`` if None.
+            rescale (bool): Map boxes back to the original image.
+            with_nms (bool): Apply class-aware NMS.
+
+        Returns:
+            list[InstanceData]: ``bboxes`` (K, 4), ``scores`` (K,), ``labels``
+            (K,) per image, by descending score.
+        """
+        cfg = self.test_cfg if cfg is None else cfg
+        cfg = dict(cfg or {})
+        num_imgs = cls_scores[0].shape[0]
+        if rescale and (batch_img_metas is None or len(batch_img_metas) != num_imgs):
+            raise ValueError('YOLO11Head.predict_by_feat: rescale=True needs one img_meta per image')
+        points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], cls_scores[0].dtype,
+                                          cls_scores[0].device)
+        scores = self._flatten(cls_scores).sigmoid()
+        bboxes = self.bbox_coder.decode(points, self.dfl(self._flatten(bbox_dists)), strides)
+        metas = batch_img_metas if batch_img_metas is not None else [{}] * num_imgs
+        return [self._postprocess(scores[i], bboxes[i], metas[i], cfg, rescale, with_nms)
+                for i in range(num_imgs)]
+
+    def _postprocess(self, scores: Tensor, bboxes: Tensor, img_meta: dict, cfg: dict,
+                     rescale: bool, with_nms: bool) -> InstanceData:
+        """Threshold, top-k, NMS (on network-input boxes) and rescale one image."""
+        score_thr = cfg.get('score_thr', 0.001)
+        nms_pre = cfg.get('nms_pre', 30000)
+        max_per_img = cfg.get('max_per_img', 300)
+        if cfg.get('multi_label', True):
+            prior_idx, labels = (scores > score_thr).nonzero(as_tuple=True)
+            kept_scores = scores[prior_idx, labels]
+        else:
+            kept_scores, labels = scores.max(dim=-1)
+            prior_idx = (kept_scores > score_thr).nonzero(as_tuple=True)[0]
+            kept_scores, labels = kept_scores[prior_idx], labels[prior_idx]
+        if 0 < nms_pre < kept_scores.numel():
+            kept_scores, top = kept_scores.topk(nms_pre)
+            prior_idx, labels = prior_idx[top], labels[top]
+        kept_boxes = bboxes[prior_idx]
+
+        if with_nms and kept_boxes.numel() > 0:
+            _, keep = batched_nms(kept_boxes.float(), kept_scores.float(), labels, cfg['nms'])
+        else:
+            keep = kept_scores.argsort(descending=True)
+        keep = keep[:max_per_img] if with_nms else keep
+        kept_boxes, kept_scores, labels = kept_boxes[keep], kept_scores[keep], labels[keep]
+        if rescale:
+            kept_boxes = self._rescale(kept_boxes, img_meta)
+        results = InstanceData()
+        results.bboxes = kept_boxes
+        results.scores = kept_scores
+        results.labels = labels
+        return results
+
+    @staticmethod
+    def _rescale(bboxes: Tensor, img_meta: dict) -> Tensor:
+        """Undo letterbox padding and resizing, then clip to ``ori_shape``."""
+        for key in ('scale_factor', 'ori_shape'):
+            if key not in img_meta:
+                raise KeyError(f'YOLO11Head: img_meta lacks {key!r}, needed to rescale predictions '
+                               '(add it to PackDetInputs meta_keys)')
+        if 'pad_param' in img_meta:
+            top, _, left, _ = (float(v) for v in img_meta['pad_param'])
+            bboxes = bboxes - bboxes.new_tensor([left, top, left, top])
+        bboxes = bboxes / bboxes.new_tensor(img_meta['scale_factor']).repeat(2)
+        h, w = img_meta['ori_shape'][:2]
+        return torch.stack([bboxes[:, 0].clamp(0, w), bboxes[:, 1].clamp(0, h),
+                            bboxes[:, 2].clamp(0, w), bboxes[:, 3].clamp(0, h)], dim=-1)

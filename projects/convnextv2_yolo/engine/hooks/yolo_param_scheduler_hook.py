@@ -1,0 +1,75 @@
+"""The reference's warmup + linear LR schedule as one hook."""
+from typing import Optional
+
+import numpy as np
+from mmengine.hooks import Hook
+from mmdet.registry import HOOKS
+
+
+@HOOKS.register_module()
+class YOLOParamSchedulerHook(Hook):
+    """Warmup then linear decay of the reference trainer.
+
+    mmengine's schedulers scale every param group alike; the reference warms
+    the bias group from ``warmup_bias_lr`` *down* to the LR while the others
+    rise from 0, and ramps momentum ``warmup_momentum -> momentum``, so this is
+    one hook (it replaces ``ParamSchedulerHook``).
+
+    Per iteration ``i`` (global) of epoch ``e`` with ``W = max(round(
+    warmup_epochs * iters_per_epoch), warmup_min_iters)``:
+    ``lf(e) = (1 - e / max_epochs) * (1 - lr_factor) + lr_factor``; while
+    ``i <= W`` the LR of a group is ``interp(i, [0, W], [start, lr0 * lf(e)])``
+    (``start`` = ``warmup_bias_lr`` for the group tagged ``yolo_bias`` by
+    ``YOLOOptimWrapperConstructor``, else 0) and momentum
+    ``interp(i, [0, W], [warmup_momentum, momentum0])``; afterwards LR is
+    ``lr0 * lf(e)``. Everything is derived from (iter, epoch), so resuming
+    continues the same curve.
+
+    Args:
+        lr_factor (float): Final LR as a fraction of the initial LR. Defaults to 0.01.
+        warmup_epochs (float): Warmup length in epochs. Defaults to 3.
+        warmup_min_iters (int): Minimum warmup length in iterations. Defaults to 100.
+        warmup_bias_lr (float): Starting LR of the bias group. Defaults to 0.1.
+        warmup_momentum (float): Starting momentum. Defaults to 0.8.
+    """
+
+    priority = 'LOW'  # like ParamSchedulerHook
+
+    def __init__(self, lr_factor: float = 0.01, warmup_epochs: float = 3,
+                 warmup_min_iters: int = 100, warmup_bias_lr: float = 0.1,
+                 warmup_momentum: float = 0.8) -> None:
+        self.lr_factor = lr_factor
+        self.warmup_epochs = warmup_epochs
+        self.warmup_min_iters = warmup_min_iters
+        self.warmup_bias_lr = warmup_bias_lr
+        self.warmup_momentum = warmup_momentum
+        self.warmup_iters: Optional[int] = None
+
+    def lr_lambda(self, epoch: int, max_epochs: int) -> float:
+        return max(1 - epoch / max_epochs, 0) * (1.0 - self.lr_factor) + self.lr_factor
+
+    def before_train(self, runner) -> None:
+        for group in runner.optim_wrapper.param_groups:
+            group.setdefault('yolo_initial_lr', group['lr'])
+            if 'momentum' in group:
+                group.setdefault('yolo_initial_momentum', group['momentum'])
+        iters_per_epoch = len(runner.train_dataloader)
+        self.warmup_iters = max(round(self.warmup_epochs * iters_per_epoch), self.warmup_min_iters) \
+            if self.warmup_epochs > 0 else -1
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        it, lf = runner.iter, self.lr_lambda(runner.epoch, runner.max_epochs)
+        warm = it <= self.warmup_iters
+        for group in runner.optim_wrapper.param_groups:
+            target = group['yolo_initial_lr'] * lf
+            if warm:
+                start = self.warmup_bias_lr if group.get('yolo_bias') else 0.0
+                group['lr'] = float(np.interp(it, [0, self.warmup_iters], [start, target]))
+                if 'yolo_initial_momentum' in group:
+                    group['momentum'] = float(np.interp(it, [0, self.warmup_iters],
+                                                        [self.warmup_momentum,
+                                                         group['yolo_initial_momentum']]))
+            else:
+                group['lr'] = target
+                if 'yolo_initial_momentum' in group:
+                    group['momentum'] = group['yolo_initial_momentum']

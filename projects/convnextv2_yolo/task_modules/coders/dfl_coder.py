@@ -1,0 +1,57 @@
+"""Box <-> (left, top, right, bottom) distance coder for DFL heads.
+
+mmdet's ``DistancePointBBoxCoder`` clamps targets to ``max_dis - 0.1`` and has
+no stride; the reference clamps to ``reg_max - 1 - 0.01`` in stride units.
+"""
+from typing import Optional, Union
+
+import torch
+from mmdet.registry import TASK_UTILS
+from torch import Tensor
+
+
+@TASK_UTILS.register_module()
+class DFLBBoxCoder:
+    """Encode boxes as ltrb distances from anchor points, in stride units.
+
+    Args:
+        reg_max (int): Number of DFL bins; distances are encoded in
+            ``[0, reg_max - 1 - clamp_eps]``. Defaults to 16.
+        clamp_eps (float): Margin below the last bin. Defaults to 0.01.
+    """
+
+    def __init__(self, reg_max: int = 16, clamp_eps: float = 0.01) -> None:
+        if reg_max < 2:
+            raise ValueError(f'DFLBBoxCoder: reg_max must be >= 2, got {reg_max}')
+        self.reg_max = reg_max
+        self.clamp_eps = clamp_eps
+
+    def encode(self, points: Tensor, gt_bboxes: Tensor,
+               strides: Optional[Union[Tensor, float]] = None) -> Tensor:
+        """(x1, y1, x2, y2) boxes -> clamped ltrb distances in stride units.
+
+        Args:
+            points (Tensor): Anchor points (..., 2), same units as the boxes.
+            gt_bboxes (Tensor): Boxes (..., 4).
+            strides (Tensor | float, optional): Divisor turning distances
+                into stride units, broadcastable to (..., 1); None = 1.
+        """
+        dist = torch.cat([points - gt_bboxes[..., :2], gt_bboxes[..., 2:] - points], dim=-1)
+        if strides is not None:
+            dist = dist / strides
+        return dist.clamp(0, self.reg_max - 1 - self.clamp_eps)
+
+    def decode(self, points: Tensor, distances: Tensor,
+               strides: Optional[Union[Tensor, float]] = None) -> Tensor:
+        """ltrb distances -> (x1, y1, x2, y2) boxes.
+
+        Args:
+            points (Tensor): Anchor points (..., 2).
+            distances (Tensor): ltrb distances (..., 4) in stride units.
+            strides (Tensor | float, optional): Multiplier applied to the
+                decoded boxes (points are then in stride units too); None = 1.
+        """
+        boxes = torch.cat([points - distances[..., :2], points + distances[..., 2:]], dim=-1)
+        if strides is not None:
+            boxes = boxes * strides
+        return boxes

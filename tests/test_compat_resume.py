@@ -1,0 +1,159 @@
+"""Compatibility fixes: mmengine checkpoints resume under torch's safe loading."""
+import argparse
+import copy
+import os
+import os.path as osp
+import pickle
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CFG = osp.join(ROOT, 'configs', 'demo', 'yolo11_convnextv2-atto_synthetic.py')
+
+
+def _tiny_cfg(data, work_dir, max_epochs):
+    """The demo config shrunk to a few 64-px images and 96-px inputs."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(DEMO_CFG)
+    size = 96
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dl = cfg[loader]
+        dl.num_workers, dl.persistent_workers, dl.batch_size = 0, False, 4
+        dl.dataset.data_root = data.root + '/'
+        for t in dl.dataset.pipeline:
+            if t['type'] == 'LetterResize':
+                t['scale'] = (size, size)
+    for t in cfg.train_dataloader.dataset.pipeline:
+        if t['type'] == 'CachedMosaic':
+            t['img_scale'] = (size, size)
+        if t['type'] == 'YOLORandomAffine':
+            t['border'] = (-size // 2, -size // 2)
+    cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = data.ann_files['val']
+    for hook in cfg.custom_hooks:
+        if hook['type'] == 'CloseMosaicHook':
+            hook['close_epochs'] = 1
+            for t in hook['switch_pipeline']:
+                if t['type'] == 'LetterResize':
+                    t['scale'] = (size, size)
+    cfg.train_cfg.max_epochs = max_epochs
+    cfg.train_cfg.val_interval = 100  # no validation: this is about resuming
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.default_hooks.logger.interval = 1
+    cfg.work_dir = work_dir
+    cfg.launcher = 'none'
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    from convnextv2_yolo.datasets.synthetic import make_synthetic_dataset
+    return make_synthetic_dataset(str(tmp_path_factory.mktemp('shapes')), num_train=8, num_val=4,
+                                  seed=1, img_size=64, min_size=6, max_objects=3)
+
+
+@pytest.fixture(scope='module')
+def two_epoch_run(tiny_data, tmp_path_factory):
+    import convnextv2_yolo  # noqa: F401
+    from mmengine.runner import Runner
+    from convnextv2_yolo.utils.launch import prepare_train_cfg
+    work_dir = str(tmp_path_factory.mktemp('work'))
+    args = argparse.Namespace(launcher='none', work_dir=work_dir, cfg_options=None, amp=False,
+                              auto_scale_lr=False, resume=None)
+    cfg = prepare_train_cfg(_tiny_cfg(tiny_data, work_dir, max_epochs=2), args)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return work_dir, len(runner.train_dataloader)
+
+
+def test_checkpoint_holds_only_allow_listed_globals(two_epoch_run):
+    from convnextv2_yolo.compat import mmengine_checkpoint_globals
+    work_dir, _ = two_epoch_run
+    ckpt = osp.join(work_dir, 'epoch_2.pth')
+    unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(ckpt))
+    allowed = {f'{g.__module__}.{g.__qualname__}' for g in mmengine_checkpoint_globals()}
+    assert 'builtins.getattr' not in unsafe
+    assert unsafe <= allowed, f'not allow-listed: {sorted(unsafe - allowed)}'
+    # plain torch.load with safe loading (the default) reads it
+    state = torch.load(ckpt, weights_only=True)
+    assert state['meta']['epoch'] == 2
+
+
+def test_resume_continues_at_epoch_3_with_same_optimizer_state(two_epoch_run, tiny_data):
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+    from convnextv2_yolo.utils.launch import prepare_train_cfg
+    work_dir, iters_per_epoch = two_epoch_run
+    ckpt = osp.join(work_dir, 'epoch_2.pth')
+    saved = torch.load(ckpt, weights_only=True)['optimizer']
+    seen = {}
+
+    class Record(Hook):
+        def before_train(self, runner):
+            seen['epoch'], seen['iter'] = runner.epoch, runner.iter
+            seen['optimizer'] = copy.deepcopy(runner.optim_wrapper.state_dict())
+
+        def before_train_epoch(self, runner):
+            seen.setdefault('epochs', []).append(runner.epoch + 1)
+
+    args = argparse.Namespace(launcher='none', work_dir=work_dir, cfg_options=None, amp=False,
+                              auto_scale_lr=False, resume=ckpt)  # what `--resume CKPT` passes
+    cfg = prepare_train_cfg(_tiny_cfg(tiny_data, work_dir, max_epochs=3), args)
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(Record(), priority='VERY_LOW')
+    runner.train()
+    assert (seen['epoch'], seen['iter']) == (2, 2 * iters_per_epoch)
+    assert seen['epochs'] == [3]
+    assert osp.isfile(osp.join(work_dir, 'epoch_3.pth'))
+    got = seen['optimizer']
+    assert got['param_groups'] == saved['param_groups']
+    assert got['state'].keys() == saved['state'].keys() and len(saved['state']) > 0
+    for k in saved['state']:
+        for name, value in saved['state'][k].items():
+            assert torch.equal(torch.as_tensor(got['state'][k][name]), torch.as_tensor(value)), (k, name)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+def test_unexpected_pickled_object_is_refused(tmp_path):
+    import convnextv2_yolo  # noqa: F401
+    from mmengine.runner.checkpoint import _load_checkpoint
+    from convnextv2_yolo.compat import CheckpointLoadError
+    bad = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': {'x': _Evil()}}, str(bad))
+    with pytest.raises(CheckpointLoadError, match='refusing to load .*evil.pth'):
+        _load_checkpoint(str(bad), map_location='cpu')
+
+
+def test_old_checkpoint_needs_explicit_trust(tmp_path, monkeypatch):
+    """A checkpoint with a pickled bound method (as older mmengine saves held)."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    from convnextv2_yolo.compat import TRUST_ENV, CheckpointLoadError
+    old = tmp_path / 'old.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'message_hub': {'m': [1, 2].copy}}, str(old))
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    with pytest.raises(CheckpointLoadError, match=TRUST_ENV):
+        _load_checkpoint(str(old), map_location='cpu')
+    monkeypatch.setenv(TRUST_ENV, str(old))
+    state = _load_checkpoint(str(old), map_location='cpu')
+    assert torch.equal(state['state_dict']['w'], torch.ones(2))
+
+
+def test_missing_and_truncated_checkpoints_name_the_file(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    from convnextv2_yolo.compat import CheckpointLoadError
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        _load_checkpoint(str(tmp_path / 'nope.pth'))
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'w': torch.randn(64, 64)}}, str(good))
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointLoadError, match='cut.pth is not a valid checkpoint'):
+        _load_checkpoint(str(cut))
+    junk = tmp_path / 'junk.pth'
+    junk.write_bytes(b'not a checkpoint at all' * 10)
+    with pytest.raises(CheckpointLoadError, match='junk.pth is not a valid checkpoint'):
+        _load_checkpoint(str(junk))

@@ -1,0 +1,422 @@
+"""ConvNeXtV2 weights: every checkpoint format gives the reference features.
+
+A short, independent dense ConvNeXt V2 (the official definition) is built
+here with random weights; checkpoints in each supported layout are written
+from it and loaded through our backbone, whose stage features must match the
+reference (output norms replaced by identity).
+"""
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from convnextv2_yolo.backbones import ConvNeXtV2
+from convnextv2_yolo.backbones.convnextv2_checkpoint import (
+    CheckpointFormatError, convert_to_mmpretrain, detect_format,
+    extract_state_dict, infer_arch, safe_torch_load)
+
+ARCH = dict(depths=[1, 1, 3, 1], channels=[8, 16, 24, 32])
+TOL = 1e-5
+
+
+# --------------------------------------------------------------------------- #
+# Independent dense reference (official ConvNeXt V2 definition)
+# --------------------------------------------------------------------------- #
+class RefLayerNorm(nn.Module):
+
+    def __init__(self, dim, eps=1e-6, channels_first=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.eps, self.channels_first = eps, channels_first
+
+    def forward(self, x):
+        if not self.channels_first:
+            return F.layer_norm(x, x.shape[-1:], self.weight, self.bias,
+                                self.eps)
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class RefGRN(nn.Module):
+
+    def __init__(self, dim):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, dim))
+        self.beta = nn.Parameter(torch.zeros(1, 1, 1, dim))
+
+    def forward(self, x):
+        gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        return self.gamma * (x * nx) + self.beta + x
+
+
+class RefBlock(nn.Module):
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = RefLayerNorm(dim)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.grn = RefGRN(4 * dim)
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.pwconv2(self.grn(self.act(self.pwconv1(self.norm(y)))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class RefConvNeXtV2(nn.Module):
+
+    def __init__(self, depths, dims, num_classes=10):
+        super().__init__()
+        self.downsample_layers = nn.ModuleList([
+            nn.Sequential(
+                nn.Conv2d(3, dims[0], 4, stride=4),
+                RefLayerNorm(dims[0], channels_first=True))
+        ])
+        for i in range(3):
+            self.downsample_layers.append(
+                nn.Sequential(
+                    RefLayerNorm(dims[i], channels_first=True),
+                    nn.Conv2d(dims[i], dims[i + 1], 2, stride=2)))
+        self.stages = nn.ModuleList(
+            nn.Sequential(*[RefBlock(dims[i]) for _ in range(depths[i])])
+            for i in range(4))
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.head = nn.Linear(dims[-1], num_classes)
+
+    def stage_outputs(self, x):
+        outs = []
+        for down, stage in zip(self.downsample_layers, self.stages):
+            x = stage(down(x))
+            outs.append(x)
+        return outs
+
+
+def make_reference(seed=0, arch=ARCH):
+    torch.manual_seed(seed)
+    ref = RefConvNeXtV2(arch['depths'], arch['channels'])
+    ref.arch = dict(arch)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if p.dim() == 1 and name.endswith('weight'):
+                p.copy_(1 + 0.2 * torch.randn_like(p))  # LayerNorm scales
+            elif p.dim() == 1 or 'grn' in name:
+                p.copy_(0.2 * torch.randn_like(p))  # biases, GRN
+            # conv / linear weights keep PyTorch's (asymmetric) random init
+    return ref.eval()
+
+
+# --------------------------------------------------------------------------- #
+# Checkpoint builders (one per release layout)
+# --------------------------------------------------------------------------- #
+def official_state(ref):
+    return OrderedDict((k, v.clone()) for k, v in ref.state_dict().items())
+
+
+def mmpretrain_state(ref):
+    """Copy the reference into mmpretrain's own ConvNeXt, module by module."""
+    from mmpretrain.models.backbones import ConvNeXt
+    mm = ConvNeXt(
+        arch=dict(ref.arch), use_grn=True, layer_scale_init_value=0.,
+        out_indices=(3, ), gap_before_final_norm=True)
+    with torch.no_grad():
+        for mm_down, ref_down in zip(mm.downsample_layers,
+                                     ref.downsample_layers):
+            for a, b in zip(mm_down, ref_down):
+                a.weight.copy_(b.weight)
+                a.bias.copy_(b.bias)
+        for mm_stage, ref_stage in zip(mm.stages, ref.stages):
+            for a, b in zip(mm_stage, ref_stage):
+                for dst, src in ((a.depthwise_conv, b.dwconv),
+                                 (a.norm, b.norm),
+                                 (a.pointwise_conv1, b.pwconv1),
+                                 (a.pointwise_conv2, b.pwconv2)):
+                    dst.weight.copy_(src.weight)
+                    dst.bias.copy_(src.bias)
+                a.grn.gamma.copy_(b.grn.gamma.flatten())
+                a.grn.beta.copy_(b.grn.beta.flatten())
+        mm.norm3.weight.copy_(ref.norm.weight)
+        mm.norm3.bias.copy_(ref.norm.bias)
+    state = OrderedDict(
+        ('backbone.' + k, v) for k, v in mm.state_dict().items())
+    state['head.fc.weight'] = ref.head.weight.detach().clone()
+    state['head.fc.bias'] = ref.head.bias.detach().clone()
+    return state
+
+
+def sparse_kernel(w, transpose=True):
+    """Exact inverse of the official remap (Minkowski kernel layout)."""
+    if transpose:
+        w = w.transpose(3, 2)
+    cout, cin, kh, kw = w.shape
+    if cin == 1 and w.shape[0] > 1:  # depthwise: (kv, C)
+        return w.reshape(cout, kh * kw).permute(1, 0).contiguous()
+    return w.reshape(cout, cin, kh * kw).permute(2, 1, 0).contiguous()
+
+
+def fcmae_state(ref, transpose=True):
+    """Official FCMAE pre-training layout (sparse encoder + decoder)."""
+    sd = official_state(ref)
+    out = OrderedDict()
+    for k, v in sd.items():
+        if k.startswith(('norm.', 'head.')):
+            continue  # the FCMAE encoder has no final norm / classifier
+        parts = k.split('.')
+        is_sparse_conv = (k.startswith('downsample_layers.')
+                          and parts[1] != '0' and parts[2] == '1') or \
+            '.dwconv.' in k
+        if is_sparse_conv and parts[-1] == 'weight':
+            parts[-1] = 'kernel'
+            v = sparse_kernel(v, transpose)
+        elif is_sparse_conv:
+            v = v.reshape(1, -1)
+        elif (k.startswith('downsample_layers.') and parts[1] != '0'
+              and parts[2] == '0') or '.norm.' in k:
+            parts.insert(-1, 'ln')
+        elif '.pwconv' in k:
+            parts.insert(-1, 'linear')
+        elif '.grn.' in k:
+            v = v.reshape(1, -1)
+        out['encoder.' + '.'.join(parts)] = v
+    c = ref.arch['channels'][-1]
+    out['proj.weight'] = torch.randn(16, c, 1, 1)
+    out['proj.bias'] = torch.randn(16)
+    out['mask_token'] = torch.zeros(1, 16, 1, 1)
+    out['decoder.0.dwconv.weight'] = torch.randn(16, 1, 7, 7)
+    out['decoder.0.grn.gamma'] = torch.randn(1, 1, 1, 64)
+    out['pred.weight'] = torch.randn(32 * 32 * 3, 16, 1, 1)
+    return out
+
+
+def timm_state(ref, conv_mlp=False):
+    """timm layout (GRN weight/bias (C,), 1x1-conv MLP when conv_mlp)."""
+    out = OrderedDict()
+    for k, v in official_state(ref).items():
+        parts = k.split('.')
+        if k.startswith('downsample_layers.0.'):
+            new_k = 'stem.' + '.'.join(parts[2:])
+        elif k.startswith('downsample_layers.'):
+            new_k = f'stages.{parts[1]}.downsample.' + '.'.join(parts[2:])
+        elif k.startswith('stages.'):
+            rest = '.'.join(parts[3:])
+            rest = {'grn.gamma': 'mlp.grn.weight',
+                    'grn.beta': 'mlp.grn.bias'}.get(rest, rest)
+            rest = rest.replace('dwconv', 'conv_dw').replace(
+                'pwconv1', 'mlp.fc1').replace('pwconv2', 'mlp.fc2')
+            new_k = f'stages.{parts[1]}.blocks.{parts[2]}.{rest}'
+            if '.grn.' in new_k:
+                v = v.flatten()
+            if conv_mlp and '.fc' in new_k and new_k.endswith('weight'):
+                v = v[:, :, None, None]
+        elif k.startswith('norm.'):
+            new_k = 'head.norm.' + parts[-1]
+        else:
+            new_k = 'head.fc.' + parts[-1]
+        out[new_k] = v
+    return out
+
+
+BUILDERS = {
+    'official': lambda ref: dict(model=official_state(ref)),
+    'mmpretrain': lambda ref: dict(
+        state_dict=mmpretrain_state(ref), meta=dict(epoch=1)),
+    'fcmae': lambda ref: dict(model=fcmae_state(ref), epoch=800),
+    'timm': timm_state,
+}
+
+
+def load_backbone(path, arch=ARCH, out_indices=(0, 1, 2, 3), **kwargs):
+    model = ConvNeXtV2(
+        arch=dict(arch),
+        out_indices=out_indices,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path), **kwargs))
+    model.init_weights()
+    for i in model.out_indices:
+        setattr(model, f'norm{i}', nn.Identity())
+    return model.eval()
+
+
+def max_feature_diff(ref, model, size=64):
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = ref.stage_outputs(x)
+        got = model(x)
+    assert len(got) == len(expected) == 4
+    return max((a - b).abs().max().item() for a, b in zip(got, expected))
+
+
+# --------------------------------------------------------------------------- #
+# Tests
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope='module')
+def ref():
+    return make_reference()
+
+
+@pytest.mark.parametrize('fmt', ['official', 'mmpretrain', 'fcmae', 'timm'])
+def test_every_format_gives_reference_features(fmt, ref, tmp_path):
+    path = tmp_path / f'{fmt}.pth'
+    torch.save(BUILDERS[fmt](ref), path)
+    assert detect_format(extract_state_dict(safe_torch_load(str(path)))) == fmt
+    model = load_backbone(path)
+    assert max_feature_diff(ref, model) <= TOL
+
+
+def test_timm_conv_mlp_layout(ref, tmp_path):
+    # timm's atto..nano use 1x1 convs (4-D weights) for the MLP
+    path = tmp_path / 'timm_conv_mlp.pth'
+    torch.save(timm_state(ref, conv_mlp=True), path)
+    assert max_feature_diff(ref, load_backbone(path)) <= TOL
+
+
+def test_fcmae_kernels_are_transposed(ref, tmp_path):
+    w = ref.stages[0][0].dwconv.weight
+    assert not torch.allclose(w, w.transpose(-1, -2))  # asymmetric kernels
+    # built without the transposition, the features must differ: the
+    # comparison above would catch a loader that skipped it
+    path = tmp_path / 'fcmae_untransposed.pth'
+    torch.save(dict(model=fcmae_state(ref, transpose=False)), path)
+    assert max_feature_diff(ref, load_backbone(path)) > 1e-3
+
+
+def test_real_arch_fcmae_and_summary(tmp_path, caplog):
+    """Named arch (atto), P3-P5 outputs: decoder unexpected, norms missing."""
+    arch = ConvNeXtV2.arch_settings['atto']
+    ref = make_reference(seed=3, arch=arch)
+    state = fcmae_state(ref)
+    path = tmp_path / 'convnextv2_atto_1k_224_fcmae.pt'
+    torch.save(dict(model=state), path)
+    model = ConvNeXtV2(
+        arch='atto', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    summary = model.load_pretrained(str(path))
+    assert summary['format'] == 'fcmae'
+    assert sorted(summary['missing']) == sorted(
+        f'norm{i}.{p}' for i in (1, 2, 3) for p in ('weight', 'bias'))
+    assert {'proj.weight', 'mask_token', 'pred.weight'} <= set(
+        summary['unexpected'])
+    assert summary['loaded'] == summary['total'] - 6
+    for i in (1, 2, 3):
+        setattr(model, f'norm{i}', nn.Identity())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = ref.eval().stage_outputs(x)[1:]
+        got = model.eval()(x)
+    assert [o.shape[1] for o in got] == model.out_channels == [80, 160, 320]
+    assert max((a - b).abs().max().item() for a, b in zip(got, expected)) \
+        <= TOL
+
+
+def test_prefix_selects_detector_backbone(ref, tmp_path):
+    # an mmdet detector checkpoint: backbone.* plus neck/head tensors
+    state = mmpretrain_state(ref)
+    state['neck.conv.weight'] = torch.randn(4, 4, 1, 1)
+    path = tmp_path / 'detector.pth'
+    torch.save(dict(state_dict=state), path)
+    assert max_feature_diff(ref, load_backbone(path)) <= TOL
+    assert max_feature_diff(ref, load_backbone(path, prefix='backbone.')) \
+        <= TOL
+
+
+def test_wrong_arch_names_key_and_shapes(ref, tmp_path):
+    path = tmp_path / 'small.pth'
+    torch.save(dict(model=official_state(ref)), path)
+    bigger = dict(depths=ARCH['depths'], channels=[16, 32, 48, 64])
+    with pytest.raises(CheckpointFormatError) as e:
+        load_backbone(path, arch=bigger)
+    msg = str(e.value)
+    assert 'downsample_layers.0.0.weight' in msg
+    assert '(8, 3, 4, 4)' in msg and '(16, 3, 4, 4)' in msg
+    assert str(path) in msg
+
+
+def test_missing_backbone_tensor_is_fatal(ref, tmp_path):
+    state = official_state(ref)
+    del state['stages.2.1.grn.gamma']
+    path = tmp_path / 'incomplete.pth'
+    torch.save(state, path)
+    with pytest.raises(CheckpointFormatError, match=r'stages\.2\.1\.grn'):
+        load_backbone(path)
+
+
+def test_missing_file_names_path(tmp_path):
+    path = tmp_path / 'nope' / 'convnextv2_atto_1k_224_fcmae.pt'
+    with pytest.raises(FileNotFoundError, match='convnextv2_atto_1k_224'):
+        load_backbone(path)
+
+
+def test_truncated_and_garbage_files(ref, tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save(dict(model=official_state(ref)), good)
+    data = good.read_bytes()
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(data[:len(data) // 2])
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(os.urandom(2048))
+    for path in (truncated, garbage):
+        with pytest.raises(CheckpointFormatError,
+                           match='corrupt or truncated') as e:
+            load_backbone(path)
+        assert str(path) in str(e.value)
+
+
+class _Payload:
+    """Stands for arbitrary pickled code carried by a checkpoint."""
+
+
+def test_pickled_objects_are_refused(ref, tmp_path):
+    path = tmp_path / 'unsafe.pth'
+    torch.save(dict(state_dict=official_state(ref), extra=_Payload()), path)
+    with pytest.raises(CheckpointFormatError, match='safe loading'):
+        load_backbone(path)
+
+
+def test_unknown_layout_is_reported():
+    with pytest.raises(CheckpointFormatError, match='Unrecognised'):
+        detect_format({'layer1.conv.weight': torch.zeros(1)})
+
+
+def test_converter_tool(ref, tmp_path, repo_root):
+    src = tmp_path / 'convnextv2_x_1k_224_fcmae.pt'
+    torch.save(dict(model=fcmae_state(ref)), src)
+    dst = tmp_path / 'out' / 'converted.pth'
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [osp.join(repo_root, 'projects'), env.get('PYTHONPATH', '')])
+    result = subprocess.run(
+        [sys.executable,
+         osp.join(repo_root, 'tools', 'model_converters',
+                  'convnextv2_to_mmdet.py'), str(src), str(dst)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert 'fcmae' in result.stdout
+    saved = torch.load(dst, weights_only=True)
+    assert saved['meta']['source_format'] == 'fcmae'
+    assert saved['meta']['arch'] == ARCH
+    assert all(k.startswith('backbone.') for k in saved['state_dict'])
+    assert detect_format(saved['state_dict']) == 'mmpretrain'
+    assert max_feature_diff(ref, load_backbone(dst)) <= TOL
+
+
+def test_convert_is_idempotent_on_mmpretrain(ref):
+    state = convert_to_mmpretrain(official_state(ref))
+    again = convert_to_mmpretrain(state)
+    assert state.keys() == again.keys()
+    assert infer_arch(state) == ARCH
+    assert state['backbone.stages.0.0.grn.gamma'].shape == (32, )
+    assert math.isclose(
+        (state['backbone.norm3.weight'] - ref.norm.weight).abs().sum().item(),
+        0.0)

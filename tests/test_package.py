@@ -1,0 +1,44 @@
+"""The package imports, registers its modules and ships its configs/tools."""
+import os.path as osp
+
+import pytest
+
+
+def test_import_registers_modules():
+    import convnextv2_yolo  # noqa: F401
+    from mmdet.registry import (HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TASK_UTILS,
+                                TRANSFORMS)
+    expected = {
+        MODELS: ['YOLO11CSPDarknet', 'ConvNeXtV2', 'YOLO11PAFPN', 'YOLO11Head', 'YOLODetector',
+                 'YOLODetDataPreprocessor'],
+        TASK_UTILS: ['BatchTaskAlignedAssigner'],
+        HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook'],
+        TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine'],
+        OPTIM_WRAPPER_CONSTRUCTORS: ['YOLOOptimWrapperConstructor'],
+    }
+    for registry, names in expected.items():
+        for name in names:
+            assert registry.get(name) is not None, f'{name} not registered in {registry.name}'
+
+
+def test_custom_imports_in_a_config(tmp_path):
+    """A user config needs nothing but custom_imports to find our modules."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+    cfg_file = tmp_path / 'cfg.py'
+    cfg_file.write_text(
+        "custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)\n"
+        "model = dict(type='YOLO11CSPDarknet', arch='yolo11', deepen_factor=0.5, widen_factor=0.25)\n")
+    cfg = Config.fromfile(str(cfg_file))
+    init_default_scope('mmdet')
+    backbone = MODELS.build(cfg.model)
+    assert type(backbone).__name__ == 'YOLO11CSPDarknet'
+
+
+def test_config_paths():
+    from convnextv2_yolo import get_config_path
+    path = get_config_path('yolo11/yolo11_n_8xb16-500e_coco.py')
+    assert osp.isfile(path)
+    with pytest.raises(FileNotFoundError, match='no_such_config'):
+        get_config_path('no_such_config.py')

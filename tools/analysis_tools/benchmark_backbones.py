@@ -1,0 +1,217 @@
+"""Size, compute and CPU speed of the ConvNeXt V2 backbones vs YOLO11's own.
+
+For every ConvNeXt V2 arch: parameters, FLOPs at 640x640 (2 x multiply-adds),
+CPU forward latency at batch 1 (median over runs, ``--threads`` threads),
+side by side with the native YOLO11 backbone of the scale it is paired with
+(atto/femto -> n, pico/nano -> s, tiny -> m, base -> l, large/huge -> x).
+``--memory`` adds the peak memory of a forward+backward with and without
+``with_cp`` (each in a fresh process, peak RSS).
+
+Example::
+
+    python tools/analysis_tools/benchmark_backbones.py --archs atto tiny \
+        --memory large --out bench.md
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+PAIRS = {
+    'atto': 'n', 'femto': 'n', 'pico': 's', 'nano': 's', 'tiny': 'm',
+    'base': 'l', 'large': 'x', 'huge': 'x'
+}
+# YOLO11 scales: (deepen_factor, widen_factor, max_channels)
+YOLO11_SCALES = {
+    'n': (0.50, 0.25, 1024),
+    's': (0.50, 0.50, 1024),
+    'm': (0.50, 1.00, 512),
+    'l': (1.00, 1.00, 512),
+    'x': (1.00, 1.50, 512),
+}
+
+
+def build_convnextv2(arch: str, with_cp: bool = False) -> nn.Module:
+    from convnextv2_yolo.backbones import ConvNeXtV2
+    return ConvNeXtV2(arch=arch, with_cp=with_cp)
+
+
+def build_yolo11(scale: str) -> Optional[nn.Module]:
+    """Native YOLO11 backbone of ``scale`` (None when not available)."""
+    try:
+        from convnextv2_yolo.backbones import YOLO11CSPDarknet
+    except ImportError:
+        return None
+    deepen, widen, max_ch = YOLO11_SCALES[scale]
+    return YOLO11CSPDarknet(
+        arch='yolo11',
+        deepen_factor=deepen,
+        widen_factor=widen,
+        max_channels=max_ch)
+
+
+def flops_counter() -> Callable[[nn.Module, int], int]:
+    """The project's FLOP counter, or mmengine's (2 x MACs) as fallback."""
+    try:
+        from convnextv2_yolo.utils.complexity import count_flops
+        return lambda model, size: count_flops(model, (3, size, size))
+    except ImportError:
+        from mmengine.analysis import get_model_complexity_info
+
+        def count(model: nn.Module, size: int) -> int:
+            info = get_model_complexity_info(
+                model, (3, size, size), show_table=False, show_arch=False)
+            return 2 * int(info['flops'])
+
+        return count
+
+
+@torch.inference_mode()
+def cpu_latency_ms(model: nn.Module, size: int, runs: int,
+                   warmup: int) -> float:
+    """Median forward time at batch 1 on CPU, in milliseconds."""
+    model.eval()
+    x = torch.randn(1, 3, size, size)
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model(x)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def measure(name: str, model: nn.Module, args, count) -> Dict:
+    params = sum(p.numel() for p in model.parameters())
+    flops = count(model, args.size)
+    runs = max(1, args.runs if params < 1e8 else args.runs_large)
+    latency = cpu_latency_ms(model, args.size, runs, args.warmup)
+    print(f'{name}: {params / 1e6:.2f}M params, {flops / 1e9:.1f} GFLOPs, '
+          f'{latency:.0f} ms', file=sys.stderr, flush=True)
+    return dict(
+        name=name,
+        params=params,
+        flops=flops,
+        latency=latency,
+        out_channels=list(getattr(model, 'out_channels', [])))
+
+
+def memory_worker(arch: str, with_cp: bool, size: int) -> None:
+    """Run in a fresh process: print peak RSS of one forward+backward."""
+    torch.set_num_threads(2)
+    model = build_convnextv2(arch, with_cp=with_cp).train()
+    base = _rss_bytes()
+    x = torch.randn(1, 3, size, size)
+    start = time.perf_counter()
+    sum(o.float().mean() for o in model(x)).backward()
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(dict(base=base, peak=peak, seconds=elapsed)))
+
+
+def _rss_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def memory_rows(archs: List[str], size: int) -> List[str]:
+    rows = []
+    for arch in archs:
+        res = {}
+        for with_cp in (False, True):
+            out = subprocess.run(
+                [sys.executable, __file__, '--_memory-worker', arch,
+                 str(int(with_cp)), str(size)],
+                capture_output=True, text=True, check=True)
+            res[with_cp] = json.loads(out.stdout.strip().splitlines()[-1])
+        gb = 1024**3
+        rows.append(
+            f'| {arch} | {size}x{size} | {res[False]["base"] / gb:.2f} | '
+            f'{res[False]["peak"] / gb:.2f} | {res[True]["peak"] / gb:.2f} | '
+            f'{(res[False]["peak"] - res[False]["base"]) / gb:.2f} | '
+            f'{(res[True]["peak"] - res[True]["base"]) / gb:.2f} | '
+            f'{res[False]["seconds"]:.1f} / {res[True]["seconds"]:.1f} |')
+        print(rows[-1], file=sys.stderr, flush=True)
+    header = [
+        f'Forward+backward, batch 1, CPU, fresh process each, peak RSS (GiB):',
+        '',
+        '| arch | input | RSS after build | peak | peak with_cp | '
+        'increase | increase with_cp | time s (plain / with_cp) |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    return header + rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--archs', nargs='+', default=list(PAIRS),
+                        choices=list(PAIRS))
+    parser.add_argument('--size', type=int, default=640)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--runs', type=int, default=10)
+    parser.add_argument('--runs-large', type=int, default=3,
+                        help='runs for models over 100M parameters')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--no-yolo', action='store_true',
+                        help='skip the native YOLO11 backbones')
+    parser.add_argument('--memory', nargs='*', default=[],
+                        choices=list(PAIRS),
+                        help='archs whose fwd+bwd memory to measure')
+    parser.add_argument('--memory-size', type=int, default=320)
+    parser.add_argument('--out', help='also write the markdown here')
+    parser.add_argument('--_memory-worker', nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._memory_worker:
+        arch, with_cp, size = args._memory_worker
+        memory_worker(arch, bool(int(with_cp)), int(size))
+        return 0
+
+    torch.set_num_threads(args.threads)
+    count = flops_counter()
+    lines = [
+        f'Backbone only, input {args.size}x{args.size}, batch 1, CPU '
+        f'({args.threads} threads), torch {torch.__version__}; FLOPs = '
+        '2 x multiply-adds.',
+        '',
+        '| backbone | params (M) | GFLOPs | CPU latency (ms) | out channels '
+        '| paired YOLO11 backbone | params (M) | GFLOPs | CPU latency (ms) |',
+        '|---|---|---|---|---|---|---|---|---|',
+    ]
+    yolo_cache: Dict[str, Optional[Dict]] = {}
+    for arch in args.archs:
+        row = measure(f'convnextv2-{arch}', build_convnextv2(arch), args,
+                      count)
+        scale = PAIRS[arch]
+        if scale not in yolo_cache:
+            yolo = None if args.no_yolo else build_yolo11(scale)
+            yolo_cache[scale] = measure(f'yolo11{scale}', yolo, args,
+                                        count) if yolo is not None else None
+        y = yolo_cache[scale]
+        native = (f'| YOLO11-{scale} | {y["params"] / 1e6:.2f} | '
+                  f'{y["flops"] / 1e9:.1f} | {y["latency"]:.0f} |'
+                  if y else f'| YOLO11-{scale} | - | - | - |')
+        lines.append(
+            f'| ConvNeXtV2-{arch} | {row["params"] / 1e6:.2f} | '
+            f'{row["flops"] / 1e9:.1f} | {row["latency"]:.0f} | '
+            f'{"/".join(map(str, row["out_channels"]))} {native}')
+    if args.memory:
+        lines += [''] + memory_rows(args.memory, args.memory_size)
+    text = '\n'.join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(text + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

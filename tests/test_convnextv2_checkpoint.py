@@ -250,7 +250,8 @@ def load_backbone(path, arch=ARCH, out_indices=(0, 1, 2, 3), **kwargs):
 
 
 def max_feature_diff(ref, model, size=64):
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, size, size, generator=gen)
     with torch.no_grad():
         expected = ref.stage_outputs(x)
         got = model(x)
@@ -420,3 +421,23 @@ def test_convert_is_idempotent_on_mmpretrain(ref):
     assert math.isclose(
         (state['backbone.norm3.weight'] - ref.norm.weight).abs().sum().item(),
         0.0)
+
+
+def test_url_goes_through_torch_hub_cache(ref, tmp_path, monkeypatch):
+    """URLs are cached under torch hub's dir (no network: download faked)."""
+    src = tmp_path / 'convnextv2_x_1k_224_ema.pt'
+    torch.save(dict(model=official_state(ref)), src)
+    downloads = []
+
+    def fake_download(url, dst, progress=True):
+        downloads.append(url)
+        with open(src, 'rb') as f_in, open(dst, 'wb') as f_out:
+            f_out.write(f_in.read())
+
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
+    url = 'https://example.com/weights/convnextv2_x_1k_224_ema.pt'
+    for _ in range(2):
+        assert max_feature_diff(ref, load_backbone(url)) <= TOL
+    assert downloads == [url]  # the second load used the cache
+    assert (tmp_path / 'hub' / 'checkpoints' / src.name).is_file()

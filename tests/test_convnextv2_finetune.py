@@ -8,14 +8,13 @@ import torch
 import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
-from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 import convnextv2_yolo  # noqa: F401  (registers modules, applies compat)
 from convnextv2_yolo.backbones import ConvNeXtV2
 from convnextv2_yolo.engine.hooks import BackboneFreezeHook
-from mmdet.registry import HOOKS
+from mmdet.registry import HOOKS, OPTIM_WRAPPER_CONSTRUCTORS
 
 # third stage of 7 blocks: layer ids 3, 3, 3, 4, 4, 4, 5
 ARCH = dict(depths=[1, 2, 7, 1], channels=[8, 16, 24, 32])
@@ -63,16 +62,17 @@ def expected_layer_id(name: str, max_layer_id: int = 6) -> int:
 
 
 def build_layer_decay(model, num_layers=6, decay_rate=0.8):
-    return build_optim_wrapper(
-        model,
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
         dict(
-            type='OptimWrapper',
-            constructor='LearningRateDecayOptimizerConstructor',
-            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+            type='LearningRateDecayOptimizerConstructor',
+            optim_wrapper_cfg=dict(
+                type='OptimWrapper',
+                optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
             paramwise_cfg=dict(
                 decay_rate=decay_rate,
                 decay_type='layer_wise',
                 num_layers=num_layers)))
+    return constructor(model)
 
 
 def test_layer_wise_lr_decay_groups():
@@ -195,10 +195,15 @@ class ToyData(Dataset):
 def make_runner(work_dir, max_epochs, resume_from=None):
     model = TinyDetector()
     record = []
+    start_state = {}
 
     class Spy(Hook):
         """Records (epoch, backbone.training, requires_grad) per iteration."""
         priority = 'LOWEST'
+
+        def before_train(self, runner):
+            start_state.update(
+                {k: v.clone() for k, v in model.state_dict().items()})
 
         def after_train_iter(self, runner, batch_idx, data_batch=None,
                              outputs=None):
@@ -230,12 +235,11 @@ def make_runner(work_dir, max_epochs, resume_from=None):
         default_scope='mmdet',
         env_cfg=dict(cudnn_benchmark=False),
         log_level='WARNING')
-    return runner, model, record
+    return runner, model, record, start_state
 
 
 def test_freeze_hook_in_runner_with_resume(tmp_path):
-    runner, model, record = make_runner(tmp_path / 'a', max_epochs=1)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    runner, model, record, before = make_runner(tmp_path / 'a', max_epochs=1)
     runner.train()
     after = model.state_dict()
     # frozen during epoch 0: backbone untouched, neck trained
@@ -250,7 +254,7 @@ def test_freeze_hook_in_runner_with_resume(tmp_path):
     assert all(id(p) in opt_params for p in model.backbone.parameters())
 
     ckpt = osp.join(tmp_path / 'a', 'epoch_1.pth')
-    runner2, model2, record2 = make_runner(
+    runner2, model2, record2, _ = make_runner(
         tmp_path / 'b', max_epochs=3, resume_from=ckpt)
     runner2.train()
     epochs = {e: (train, grad) for e, train, grad in record2}
@@ -258,3 +262,23 @@ def test_freeze_hook_in_runner_with_resume(tmp_path):
     assert epochs == {1: (False, False), 2: (True, True)}
     # trained after the release: GRN gamma (initialised at zero) moved
     assert model2.backbone.stages[2][0].grn.gamma.detach().abs().sum() > 0
+
+
+def test_default_constructor_flat_decay_mult():
+    """Without layer decay, ``flat_decay_mult=0`` exempts GRN/LN/biases."""
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(
+            type='DefaultOptimWrapperConstructor',
+            optim_wrapper_cfg=dict(
+                type='OptimWrapper',
+                optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
+            paramwise_cfg=dict(flat_decay_mult=0.)))
+    model = TinyDetector()
+    groups = constructor(model).optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen = 0
+    for g in groups:
+        for p in g['params']:
+            assert (g['weight_decay'] == 0.) == (p.dim() == 1), names[id(p)]
+            seen += '.grn.' in names[id(p)]
+    assert seen == 2 * sum(ARCH['depths'])

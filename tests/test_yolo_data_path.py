@@ -14,7 +14,7 @@ from mmdet.registry import MODELS, TRANSFORMS  # noqa: E402
 from mmdet.structures.bbox import HorizontalBoxes  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.optim import OptimWrapper  # noqa: E402
-from mmengine.registry import FUNCTIONS  # noqa: E402
+from mmengine.registry import FUNCTIONS, init_default_scope  # noqa: E402
 
 import convnextv2_yolo  # noqa: E402,F401
 
@@ -111,6 +111,7 @@ def test_preprocessor_train_and_val_outputs():
 
 
 def tiny_detector():
+    init_default_scope('mmdet')  # as a runner does (default_scope='mmdet')
     model = MODELS.build(dict(
         type='YOLODetector',
         data_preprocessor=dict(type='YOLODetDataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.],
@@ -134,9 +135,9 @@ def test_end_to_end_train_step_and_predict_through_fast_path():
 
     # the fast path and mmdet's default path give the same losses
     model.eval()  # frozen BN statistics so both passes see the same network
-    fast = model.loss(**model.data_preprocessor(collate(items), True))
+    fast = model(**model.data_preprocessor(collate(items), True), mode='loss')
     slow_pre = preprocessor('mmdet.DetDataPreprocessor')
-    slow = model.loss(**slow_pre(pseudo_collate(items), True))
+    slow = model(**slow_pre(pseudo_collate(items), True), mode='loss')
     for key in fast:
         torch.testing.assert_close(fast[key], slow[key])
 

@@ -33,7 +33,10 @@ CASES = [(arch, scale) for arch in REFERENCE for scale in REFERENCE[arch]]
 
 def load_cfg(arch, scale):
     from mmengine.config import Config
-    return Config.fromfile(osp.join(ROOT, 'configs', arch, f'{arch}_{scale}_8xb16-500e_coco.py'))
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', arch, f'{arch}_{scale}_8xb16-500e_coco.py'))
+    init_default_scope(cfg.default_scope)
+    return cfg
 
 
 def build_meta(cfg):

@@ -1,5 +1,5 @@
 # YOLO11-l on COCO (80 classes): 25,372,160 parameters, 87.85 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolo11.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../_base_/models/yolo11.py', '../_base_/yolo_recipe_500e.py']
 
 # [depth, width, max_channels] of scale l
 deepen_factor = 1.0

@@ -1,5 +1,5 @@
 # YOLO11-m on COCO (80 classes): 20,114,688 parameters, 68.64 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolo11.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../_base_/models/yolo11.py', '../_base_/yolo_recipe_500e.py']
 
 # [depth, width, max_channels] of scale m
 deepen_factor = 0.5

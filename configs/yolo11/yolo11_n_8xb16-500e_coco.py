@@ -1,5 +1,5 @@
 # YOLO11-n on COCO (80 classes): 2,624,080 parameters, 6.67 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolo11.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../_base_/models/yolo11.py', '../_base_/yolo_recipe_500e.py']
 
 # [depth, width, max_channels] of scale n
 deepen_factor = 0.5

@@ -1,5 +1,5 @@
 # YOLO11-s on COCO (80 classes): 9,458,752 parameters, 21.84 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolo11.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../_base_/models/yolo11.py', '../_base_/yolo_recipe_500e.py']
 
 # [depth, width, max_channels] of scale s
 deepen_factor = 0.5

@@ -1,5 +1,5 @@
 # YOLO11-x on COCO (80 classes): 56,966,176 parameters, 196.32 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolo11.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../_base_/models/yolo11.py', '../_base_/yolo_recipe_500e.py']
 
 # [depth, width, max_channels] of scale x
 deepen_factor = 1.0

@@ -1,5 +1,5 @@
 # YOLOv8-l on COCO (80 classes): 43,691,520 parameters, 165.73 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolov8.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_recipe_500e.py']
 
 # [depth, width, max_channels] of scale l
 deepen_factor = 1.0

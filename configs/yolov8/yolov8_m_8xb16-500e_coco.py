@@ -1,5 +1,5 @@
 # YOLOv8-m on COCO (80 classes): 25,902,640 parameters, 79.31 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolov8.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_recipe_500e.py']
 
 # [depth, width, max_channels] of scale m
 deepen_factor = 0.67

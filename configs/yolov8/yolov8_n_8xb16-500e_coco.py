@@ -1,5 +1,5 @@
 # YOLOv8-n on COCO (80 classes): 3,157,200 parameters, 8.86 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolov8.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_recipe_500e.py']
 
 # [depth, width, max_channels] of scale n
 deepen_factor = 0.33

@@ -1,5 +1,5 @@
 # YOLOv8-x on COCO (80 classes): 68,229,648 parameters, 258.54 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolov8.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_recipe_500e.py']
 
 # [depth, width, max_channels] of scale x
 deepen_factor = 1.0

@@ -103,18 +103,19 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
     try:
         return torch.load(filename, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as e:
-        if 'Weights only load failed' in str(e) or 'Unsupported global' in str(e):
+        if 'Unsupported global' in str(e) or 'GLOBAL' in str(e):
             raise CheckpointLoadError(
                 f'refusing to load {filename}: it holds pickled objects outside the safe '
                 f'allow-list ({_first_line_with(str(e), "GLOBAL")}). If you produced this file '
                 f'yourself (e.g. an older mmengine checkpoint), trust it explicitly with '
                 f'{TRUST_ENV}={filename}') from None
-        raise CheckpointLoadError(f'{filename} is not a valid checkpoint (corrupt or truncated): {e}') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointLoadError(f'{filename} is not a valid checkpoint (corrupt or truncated): '
+                                  f'{_first_line_with(str(e), "error")}') from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         msg = str(e)
-        if any(s in msg for s in ('zip archive', 'PytorchStreamReader', 'Ran out of input',
-                                  'invalid load key', 'file not found in archive')) or isinstance(
-                                      e, (EOFError, zipfile.BadZipFile)):
+        if isinstance(e, (EOFError, OSError, zipfile.BadZipFile)) or any(
+                s in msg for s in ('zip archive', 'PytorchStreamReader', 'Ran out of input',
+                                   'invalid load key', 'file not found in archive')):
             raise CheckpointLoadError(
                 f'{filename} is not a valid checkpoint (corrupt or truncated): '
                 f'{msg.splitlines()[0] if msg else type(e).__name__}') from None

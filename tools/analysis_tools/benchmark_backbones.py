@@ -1,8 +1,8 @@
 """Size, compute and CPU speed of the ConvNeXt V2 backbones vs YOLO11's own.
 
 For every ConvNeXt V2 arch: parameters, FLOPs at 640x640 (2 x multiply-adds),
-CPU forward latency at batch 1 (median over runs, ``--threads`` threads),
-side by side with the native YOLO11 backbone of the scale it is paired with
+CPU forward latency at batch 1 (median and best of the runs, ``--threads``
+threads), side by side with the native YOLO11 backbone of the scale it is paired with
 (atto/femto -> n, pico/nano -> s, tiny -> m, base -> l, large/huge -> x).
 ``--memory`` adds the peak memory of a forward+backward with and without
 ``with_cp`` (each in a fresh process, peak RSS).
@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -76,8 +76,11 @@ def flops_counter() -> Callable[[nn.Module, int], int]:
 
 @torch.inference_mode()
 def cpu_latency_ms(model: nn.Module, size: int, runs: int,
-                   warmup: int) -> float:
-    """Median forward time at batch 1 on CPU, in milliseconds."""
+                   warmup: int) -> Tuple[float, float]:
+    """Median and best forward time at batch 1 on CPU, in milliseconds.
+
+    The best run is the figure least disturbed by other processes.
+    """
     model.eval()
     x = torch.randn(1, 3, size, size)
     for _ in range(warmup):
@@ -87,16 +90,20 @@ def cpu_latency_ms(model: nn.Module, size: int, runs: int,
         start = time.perf_counter()
         model(x)
         times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
-def measure(name: str, model: nn.Module, args, count) -> Dict:
+def measure(name: str, build: Callable[[], nn.Module], args, count) -> Dict:
+    """Parameters, FLOPs (counted on the meta device) and CPU latency."""
+    model = build()
+    flops = count(model.to('meta'), args.size)
+    model = build()
     params = sum(p.numel() for p in model.parameters())
-    flops = count(model, args.size)
     runs = max(1, args.runs if params < 1e8 else args.runs_large)
-    latency = cpu_latency_ms(model, args.size, runs, args.warmup)
+    median, best = cpu_latency_ms(model, args.size, runs, args.warmup)
+    latency = f'{median:.0f} / {best:.0f}'
     print(f'{name}: {params / 1e6:.2f}M params, {flops / 1e9:.1f} GFLOPs, '
-          f'{latency:.0f} ms', file=sys.stderr, flush=True)
+          f'{latency} ms', file=sys.stderr, flush=True)
     return dict(
         name=name,
         params=params,
@@ -182,26 +189,28 @@ def main(argv=None) -> int:
         f'({args.threads} threads), torch {torch.__version__}; FLOPs = '
         '2 x multiply-adds.',
         '',
-        '| backbone | params (M) | GFLOPs | CPU latency (ms) | out channels '
-        '| paired YOLO11 backbone | params (M) | GFLOPs | CPU latency (ms) |',
+        '| backbone | params (M) | GFLOPs | CPU ms (median / best) | '
+        'out channels | paired YOLO11 backbone | params (M) | GFLOPs | '
+        'CPU ms (median / best) |',
         '|---|---|---|---|---|---|---|---|---|',
     ]
     yolo_cache: Dict[str, Optional[Dict]] = {}
     for arch in args.archs:
-        row = measure(f'convnextv2-{arch}', build_convnextv2(arch), args,
-                      count)
+        row = measure(f'convnextv2-{arch}',
+                      lambda: build_convnextv2(arch), args, count)
         scale = PAIRS[arch]
         if scale not in yolo_cache:
-            yolo = None if args.no_yolo else build_yolo11(scale)
-            yolo_cache[scale] = measure(f'yolo11{scale}', yolo, args,
-                                        count) if yolo is not None else None
+            available = not args.no_yolo and build_yolo11(scale) is not None
+            yolo_cache[scale] = measure(
+                f'yolo11{scale}', lambda: build_yolo11(scale), args,
+                count) if available else None
         y = yolo_cache[scale]
         native = (f'| YOLO11-{scale} | {y["params"] / 1e6:.2f} | '
-                  f'{y["flops"] / 1e9:.1f} | {y["latency"]:.0f} |'
+                  f'{y["flops"] / 1e9:.1f} | {y["latency"]} |'
                   if y else f'| YOLO11-{scale} | - | - | - |')
         lines.append(
             f'| ConvNeXtV2-{arch} | {row["params"] / 1e6:.2f} | '
-            f'{row["flops"] / 1e9:.1f} | {row["latency"]:.0f} | '
+            f'{row["flops"] / 1e9:.1f} | {row["latency"]} | '
             f'{"/".join(map(str, row["out_channels"]))} {native}')
     if args.memory:
         lines += [''] + memory_rows(args.memory, args.memory_size)

@@ -26,6 +26,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 import torch
+from mmengine.config import DictAction
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'yolo11', 'yolo11_n_8xb16-500e_coco.py')
@@ -59,17 +60,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--nms-candidates', type=int, nargs='+', default=[1000, 30000],
                    help='boxes above score_thr fed to decode+NMS (batch 1)')
     p.add_argument('--json', default=None, help='save the results here')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='override config keys, e.g. model.bbox_head.loss_cls.type=YOLOBCELoss')
     return p.parse_args()
 
 
-def build_model(config: Optional[str]) -> torch.nn.Module:
+def build_model(config: Optional[str], options: Optional[dict] = None) -> torch.nn.Module:
     import convnextv2_yolo  # noqa: F401  (registers the modules)
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
     path = config or (DEFAULT_CONFIG if osp.isfile(DEFAULT_CONFIG) else None)
-    cfg = Config.fromfile(path).model if path else Config(dict(model=FALLBACK_MODEL)).model
+    cfg = Config.fromfile(path) if path else Config(dict(model=FALLBACK_MODEL))
+    if options:
+        cfg.merge_from_dict(options)
+    cfg = cfg.model
     model = MODELS.build(cfg)
     model.init_weights()
     model.source = path or 'built-in YOLO11-n dict'
@@ -184,7 +190,7 @@ def print_table(results: Dict[str, Dict[str, float]]) -> None:
 def main() -> int:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    model = build_model(args.config)
+    model = build_model(args.config, args.cfg_options)
     n_params = sum(p.numel() for p in model.parameters())
     print(f'model: {model.source} ({n_params:,} parameters), {args.img_size}x{args.img_size}, '
           f'{args.num_gt} GT boxes per batch, {args.threads} CPU threads')

@@ -180,6 +180,22 @@ def _dill_load_type(name: str) -> type:
     return _DILL_TYPES[name]
 
 
+def _inert_class(module: str, name: str) -> type:
+    return type(name.rpartition('.')[2] or 'attr', (InertObject, ),
+                {'__module__': module, '_pickled_name': f'{module}.{name}'})
+
+
+def _inert_getattr(obj: Any, name: str, *default: Any) -> type:
+    """``getattr`` as pickles of the reference use it (attributes of its own
+    classes or objects, e.g. bound methods): only on stand-ins, and the result
+    is another inert stand-in, never a real attribute."""
+    if isinstance(obj, InertObject) or (isinstance(obj, type) and issubclass(obj, InertObject)):
+        return _inert_class(type(obj).__module__ if isinstance(obj, InertObject) else obj.__module__,
+                            f'{obj._pickled_name.rpartition(".")[2]}.{name}')
+    raise pickle.UnpicklingError(
+        f'refusing getattr({type(obj).__name__}, {name!r}): only allowed on reference model classes')
+
+
 def _safe_globals() -> Dict[Tuple[str, str], Any]:
     from torch import _utils as tu
     allowed: Dict[Tuple[str, str], Any] = {
@@ -195,6 +211,7 @@ def _safe_globals() -> Dict[Tuple[str, str], Any]:
         ('torch.nn.parameter', 'Parameter'): torch.nn.Parameter,
         ('torch._tensor', '_rebuild_from_type_v2'): torch._tensor._rebuild_from_type_v2,
         ('dill._dill', '_load_type'): _dill_load_type,
+        ('builtins', 'getattr'): _inert_getattr,
     }
     for name in ('_rebuild_tensor', '_rebuild_tensor_v2', '_rebuild_tensor_v3', '_rebuild_parameter',
                  '_rebuild_parameter_with_state'):
@@ -217,7 +234,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     ``ultralytics.*`` / ``torch.nn.modules.*`` (and pathlib, SimpleNamespace,
     argparse Namespace) classes become :class:`InertObject` subclasses; the
     tensor-rebuild functions, plain containers, torch/numpy dtypes are
-    allowed; any other global raises ``pickle.UnpicklingError``.
+    allowed, ``getattr`` only on those stand-ins (giving stand-ins); any other
+    global raises ``pickle.UnpicklingError``.
     """
 
     _allowed: Optional[Dict[Tuple[str, str], Any]] = None
@@ -232,8 +250,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             cls._allowed = _safe_globals()
         if (module, name) in cls._allowed:
             return cls._allowed[(module, name)]
-        if _is_inert_module(module) and name.isidentifier():
-            return type(name, (InertObject,), {'__module__': module, '_pickled_name': f'{module}.{name}'})
+        if _is_inert_module(module) and all(part.isidentifier() for part in name.split('.')):
+            return _inert_class(module, name)
         raise pickle.UnpicklingError(
             f"refusing to load global '{module}.{name}': not a weight, container or "
             'reference model class')
@@ -429,8 +447,10 @@ def model_shapes(arch: str, scale: str, num_classes: int = 80) -> 'OrderedDict[s
         sys.path.insert(0, osp.join(ROOT, 'projects'))
         import convnextv2_yolo  # noqa: F401
     from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
 
     cfg = Config.fromfile(config_path(arch, scale))
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
     cfg.model.bbox_head.num_classes = num_classes
     with torch.device('meta'):
         model = MODELS.build(cfg.model)

@@ -11,7 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from mmdet.registry import MODELS
 from .convnextv2_checkpoint import (BACKBONE_PREFIX, CheckpointFormatError,
-                                    load_mmpretrain_state_dict)
+                                    infer_arch, load_mmpretrain_state_dict)
 
 # Official variants per version (depths / channels come from mmpretrain).
 ARCHS: Dict[str, Tuple[str, ...]] = {
@@ -161,6 +161,11 @@ class ConvNeXtV2(_MMPretrainConvNeXt):
                 for param in norm.parameters():
                     param.requires_grad = False
 
+    def train(self, mode: bool = True) -> 'ConvNeXtV2':
+        """Set train mode, keeping frozen stages in eval (returns self)."""
+        super().train(mode)
+        return self
+
     def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Run the blocks of a stage, checkpointing each when asked."""
         if not (self.with_cp and torch.is_grad_enabled()):
@@ -222,20 +227,24 @@ class ConvNeXtV2(_MMPretrainConvNeXt):
                                  if k not in own]
         missing = [k for k in own if k not in ckpt]
         required = [k for k in missing if not _OPTIONAL_KEY.match(k)]
-        where = f'Checkpoint {checkpoint} (format: {fmt})'
-        if required:
-            raise CheckpointFormatError(
-                f'{where} lacks {len(required)} backbone tensor(s) of '
-                f'{self._describe()}: {required[:6]}'
-                f'{" ..." if len(required) > 6 else ""}')
+        where = f'Checkpoint {checkpoint} (format: {fmt}'
+        src_arch = infer_arch(converted)
+        where += f', depths={src_arch["depths"]}, channels=' \
+            f'{src_arch["channels"]})' if src_arch else ')'
         bad = [(k, tuple(v.shape), tuple(own[k].shape))
-               for k, v in ckpt.items() if k in own and v.shape != own[k].shape]
+               for k, v in ckpt.items()
+               if k in own and v.shape != own[k].shape]
         if bad:
             k, src, dst = bad[0]
             raise CheckpointFormatError(
                 f'{where} does not fit {self._describe()}: "{k}" has shape '
                 f'{src} in the checkpoint but {dst} in the model '
                 f'({len(bad)} mismatched tensor(s)).')
+        if required:
+            raise CheckpointFormatError(
+                f'{where} lacks {len(required)} backbone tensor(s) of '
+                f'{self._describe()}: {required[:6]}'
+                f'{" ..." if len(required) > 6 else ""}')
         to_load = {k: v for k, v in ckpt.items() if k in own}
         self.load_state_dict(to_load, strict=False)
         summary = dict(

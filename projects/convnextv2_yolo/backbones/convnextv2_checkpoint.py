@@ -82,8 +82,8 @@ def safe_torch_load(path: str) -> dict:
                 f'"{refused.group(1)}", which safe loading '
                 '(torch.load(weights_only=True)) does not allow. Re-save the '
                 'weights as a plain dict of tensors, e.g. '
-                '{"state_dict": model.state_dict()} (a truncated legacy-format '
-                'file can also show this).') from None
+                '{"state_dict": model.state_dict()} (a truncated '
+                'legacy-format file can also show this).') from None
         raise CheckpointFormatError(
             f'Checkpoint {path} is corrupt or truncated (not a readable '
             'torch checkpoint).') from None

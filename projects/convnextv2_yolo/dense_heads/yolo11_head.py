@@ -56,8 +56,8 @@ class YOLO11Head(BaseDenseHead):
         >>> bbox_head = dict(
         ...     type='YOLO11Head', num_classes=80, in_channels=[64, 128, 256],
         ...     featmap_strides=(8, 16, 32), reg_max=16, cls_branch='yolo11',
-        ...     loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True,
-        ...                   reduction='sum', loss_weight=0.5),
+        ...     loss_cls=dict(type='YOLOBCELoss', reduction='sum',
+        ...                   loss_weight=0.5),
         ...     loss_bbox=dict(type='YOLOCIoULoss', reduction='sum',
         ...                    loss_weight=7.5),
         ...     loss_dfl=dict(type='mmdet.DistributionFocalLoss',
@@ -76,7 +76,8 @@ class YOLO11Head(BaseDenseHead):
         reg_max (int): DFL bins per box side. Defaults to 16.
         cls_branch (str): 'yolo11' (depthwise class branch) or 'yolov8'.
         loss_cls (dict): Class loss on (B, A, C) logits vs soft targets;
-            called with ``reduction_override='sum'``.
+            called with ``reduction_override='sum'`` (mmdet's sigmoid
+            ``CrossEntropyLoss`` gives the same values, slower).
         loss_bbox (dict): Box loss on positives (stride units).
         loss_dfl (dict): DFL loss on positives' bin logits.
         bbox_coder (dict): Distance coder. Defaults to ``DFLBBoxCoder``.
@@ -94,8 +95,7 @@ class YOLO11Head(BaseDenseHead):
                  featmap_strides: Sequence[int] = (8, 16, 32),
                  reg_max: int = 16,
                  cls_branch: str = 'yolo11',
-                 loss_cls: ConfigType = dict(
-                     type='mmdet.CrossEntropyLoss', use_sigmoid=True, reduction='sum', loss_weight=0.5),
+                 loss_cls: ConfigType = dict(type='YOLOBCELoss', reduction='sum', loss_weight=0.5),
                  loss_bbox: ConfigType = dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
                  loss_dfl: ConfigType = dict(type='mmdet.DistributionFocalLoss', reduction='sum', loss_weight=1.5),
                  bbox_coder: ConfigType = dict(type='DFLBBoxCoder'),
@@ -236,7 +236,9 @@ class YOLO11Head(BaseDenseHead):
         gt_labels, gt_bboxes, pad_mask = self._pad_gts(packed.to(device), num_imgs)
 
         points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], torch.float32, device)
-        flat_cls = self._flatten(cls_scores).float()
+        # (B, A, C) view of a (B, C, A) tensor: no transposing copy of the
+        # largest map; targets created "like" it share the layout.
+        flat_cls = torch.cat([m.flatten(2) for m in cls_scores], dim=2).float().transpose(1, 2)
         flat_dist = self._flatten(bbox_dists).float()
         pred_boxes = self.bbox_coder.decode(points, self.dfl(flat_dist))  # stride units
 

@@ -61,7 +61,9 @@ class LetterResize(BaseTransform):
         top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
         left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
         if top or bottom or left or right:
-            img = mmcv.impad(img, padding=(left, top, right, bottom), pad_val=self.pad_val)
+            # a scalar would pad only the first channel (cv2 semantics)
+            pad_val = (self.pad_val,) * img.shape[2] if img.ndim == 3 else self.pad_val
+            img = mmcv.impad(img, padding=(left, top, right, bottom), pad_val=pad_val)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['keep_ratio'] = True

@@ -65,57 +65,74 @@ class BatchTaskAlignedAssigner:
         num_gts = gt_bboxes.shape[1]
         if num_gts == 0:
             return self._all_background(pred_scores, pred_bboxes)
-        pad_mask = pad_mask.bool()
+        device = pred_scores.device
         gt_labels = gt_labels.long()
 
-        # (B, M, A): anchor centre strictly inside a real GT.
-        lt = priors[None, None] - gt_bboxes[:, :, None, :2]
-        rb = gt_bboxes[:, :, None, 2:] - priors[None, None]
-        in_gts = torch.cat([lt, rb], dim=-1).amin(dim=-1) > self.eps
-        candidates = in_gts & pad_mask[:, :, None]
+        # (B, M, A): anchor centre strictly inside a real GT. With the signs
+        # flipped on (x2, y2), one broadcast subtraction gives the four exact
+        # distances; padded rows become +inf and never pass.
+        prior4 = torch.cat([priors, -priors], dim=-1)
+        gt4 = torch.cat([gt_bboxes[..., :2], -gt_bboxes[..., 2:]], dim=-1)
+        gt4 = gt4.masked_fill(~pad_mask.bool()[..., None], float('inf'))
+        candidates = (prior4 - gt4[:, :, None]).amin(dim=-1) > self.eps
 
-        # CIoU only where needed; zero elsewhere.
-        overlaps = pred_bboxes.new_zeros(num_imgs, num_gts, num_priors)
-        gt_exp = gt_bboxes[:, :, None, :].expand(-1, -1, num_priors, -1)
-        pred_exp = pred_bboxes[:, None, :, :].expand(-1, num_gts, -1, -1)
-        overlaps[candidates] = bbox_ciou(gt_exp[candidates], pred_exp[candidates]).clamp_(min=0)
+        # Metric and CIoU on the candidate (b, m, a) triples only.
+        b, m, a = candidates.nonzero(as_tuple=True)
+        ious = bbox_ciou(gt_bboxes[b, m], pred_bboxes[b, a]).clamp_(min=0)
+        metrics = pred_scores[b, a, gt_labels[b, m]].pow(self.alpha) * ious.pow(self.beta)
+        dense_metric = pred_scores.new_zeros(num_imgs, num_gts, num_priors)
+        dense_metric[b, m, a] = metrics
 
-        # score of each anchor on each GT's class: (B, M, A).
-        label_idx = gt_labels.clamp(0, num_classes - 1)[:, :, None].expand(-1, -1, num_priors)
-        gt_scores = pred_scores.transpose(1, 2).gather(1, label_idx)
-        align_metric = gt_scores.pow(self.alpha) * overlaps.pow(self.beta)
-        align_metric = align_metric * candidates
-
-        topk = min(self.topk, num_priors)
-        topk_idx = align_metric.topk(topk, dim=-1, largest=True).indices
+        topk_idx = dense_metric.topk(min(self.topk, num_priors), dim=-1).indices
         in_topk = torch.zeros_like(candidates).scatter_(-1, topk_idx, True)
-        pos = in_topk & candidates
+        is_pos = in_topk[b, m, a]
+        pos_key = b[is_pos] * num_priors + a[is_pos]
+        num_owners = torch.bincount(pos_key, minlength=num_imgs * num_priors)
+        fg_flat = num_owners > 0
 
-        # An anchor claimed by several GTs goes to the GT it overlaps most.
-        multi = pos.sum(dim=1, keepdim=True) > 1
-        best_gt = torch.zeros_like(pos).scatter_(1, overlaps.argmax(dim=1, keepdim=True), True)
-        pos = torch.where(multi, best_gt, pos)
-        fg_mask = pos.any(dim=1)
-        gt_idx = pos.to(torch.uint8).argmax(dim=1)
+        # Per anchor: its positive GT (unique unless claimed several times).
+        anchor_gt = torch.zeros(num_imgs * num_priors, dtype=torch.long, device=device)
+        anchor_gt[pos_key] = m[is_pos]
+        anchor_iou = ious.new_zeros(num_imgs * num_priors)
+        anchor_iou[pos_key] = ious[is_pos]
+        # Claimed several times: the GT of highest IoU over all GTs, first on
+        # ties (argmax); all IoUs 0 -> GT 0, as argmax over zeros.
+        cand_key = b * num_priors + a
+        best_iou = ious.new_zeros(num_imgs * num_priors).scatter_reduce_(0, cand_key, ious, 'amax')
+        is_best = ious == best_iou[cand_key]
+        best_gt = torch.full_like(anchor_gt, num_gts).scatter_reduce_(
+            0, cand_key[is_best], m[is_best], 'amin')
+        best_gt = torch.where(best_iou > 0, best_gt, 0)
+        multi = num_owners > 1
+        anchor_gt = torch.where(multi, best_gt, anchor_gt)
+        anchor_iou = torch.where(multi, best_iou, anchor_iou)
 
-        # Normalise the metric per GT: metric * maxIoU_g / (maxMetric_g + eps).
-        align_metric = align_metric * pos
-        max_metric = align_metric.amax(dim=-1, keepdim=True)
-        max_iou = (overlaps * pos).amax(dim=-1, keepdim=True)
-        norm_metric = (align_metric * max_iou / (max_metric + self.eps)).amax(dim=1)
+        # Normalise over each GT's final positives: metric * maxIoU / maxMetric.
+        fg_idx = fg_flat.nonzero(as_tuple=True)[0]
+        fb, fa = fg_idx // num_priors, fg_idx % num_priors
+        fg_gt = anchor_gt[fg_idx]
+        fg_metric = dense_metric[fb, fg_gt, fa]
+        fg_iou = anchor_iou[fg_idx]
+        gt_key = fb * num_gts + fg_gt
+        max_metric = fg_metric.new_zeros(num_imgs * num_gts).scatter_reduce_(0, gt_key, fg_metric, 'amax')
+        max_iou = fg_iou.new_zeros(num_imgs * num_gts).scatter_reduce_(0, gt_key, fg_iou, 'amax')
+        norm_metric = fg_metric * max_iou[gt_key] / (max_metric[gt_key] + self.eps)
 
-        flat_idx = gt_idx + torch.arange(num_imgs, device=gt_idx.device)[:, None] * num_gts
-        labels = gt_labels.flatten()[flat_idx]
-        bboxes = gt_bboxes.reshape(-1, 4)[flat_idx]
-        scores = torch.zeros_like(pred_scores)
-        scores.scatter_(-1, labels.clamp(0, num_classes - 1)[..., None],
-                        (norm_metric * fg_mask)[..., None].to(scores.dtype))
+        fg_labels = gt_labels.flatten()[gt_key]
+        assigned_labels = torch.full((num_imgs, num_priors), num_classes, dtype=torch.long, device=device)
+        assigned_labels[fb, fa] = fg_labels
+        assigned_gt_inds = torch.full((num_imgs, num_priors), -1, dtype=torch.long, device=device)
+        assigned_gt_inds[fb, fa] = fg_gt
+        assigned_bboxes = torch.zeros_like(pred_bboxes)
+        assigned_bboxes[fb, fa] = gt_bboxes.reshape(-1, 4)[gt_key].to(assigned_bboxes.dtype)
+        assigned_scores = torch.zeros_like(pred_scores)
+        assigned_scores[fb, fa, fg_labels] = norm_metric.to(assigned_scores.dtype)
         return dict(
-            assigned_labels=torch.where(fg_mask, labels, num_classes),
-            assigned_bboxes=bboxes,
-            assigned_scores=scores,
-            fg_mask=fg_mask,
-            assigned_gt_inds=torch.where(fg_mask, gt_idx, -1))
+            assigned_labels=assigned_labels,
+            assigned_bboxes=assigned_bboxes,
+            assigned_scores=assigned_scores,
+            fg_mask=fg_flat.view(num_imgs, num_priors),
+            assigned_gt_inds=assigned_gt_inds)
 
     @staticmethod
     def _all_background(pred_scores: Tensor, pred_bboxes: Tensor) -> Dict[str, Tensor]:

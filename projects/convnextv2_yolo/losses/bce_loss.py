@@ -1,0 +1,61 @@
+"""Sigmoid binary cross-entropy with soft targets, in one fused call.
+
+mmdet's ``CrossEntropyLoss(use_sigmoid=True)`` gives the same values but
+builds an ignore mask and a weight map the size of the (B, A, C) score map
+first, about 2.5x the cost on the head's largest tensor.
+"""
+from typing import Optional
+
+import torch.nn as nn
+import torch.nn.functional as F
+from mmdet.registry import MODELS
+from torch import Tensor
+
+
+@MODELS.register_module()
+class YOLOBCELoss(nn.Module):
+    """``BCEWithLogits`` of logits vs (soft) targets of the same shape.
+
+    Args:
+        use_sigmoid (bool): Must be True; accepted so that a
+            ``CrossEntropyLoss(use_sigmoid=True)`` config can switch type only.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+    """
+
+    def __init__(self, use_sigmoid: bool = True, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if not use_sigmoid:
+            raise ValueError('YOLOBCELoss: only the sigmoid form exists (use_sigmoid=True)')
+        if reduction not in ('none', 'mean', 'sum'):
+            raise ValueError(f"YOLOBCELoss: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Loss of logits ``pred`` vs targets in [0, 1] of the same shape.
+
+        Args:
+            pred (Tensor): Logits.
+            target (Tensor): Targets, same shape as ``pred``.
+            weight (Tensor, optional): Element weights, broadcastable.
+            avg_factor (float, optional): Divisor of the sum for 'mean'
+                (exact, no epsilon added).
+            reduction_override (str, optional): Overrides ``reduction``.
+        """
+        if pred.shape != target.shape:
+            raise ValueError(f'YOLOBCELoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ')
+        reduction = reduction_override or self.reduction
+        target = target.to(pred.dtype)
+        if weight is None and reduction == 'sum':
+            return self.loss_weight * F.binary_cross_entropy_with_logits(pred, target, reduction='sum')
+        loss = F.binary_cross_entropy_with_logits(pred, target, reduction='none')
+        if weight is not None:
+            loss = loss * weight
+        if reduction == 'sum':
+            loss = loss.sum()
+        elif reduction == 'mean':
+            loss = loss.sum() / avg_factor if avg_factor is not None else loss.mean()
+        return self.loss_weight * loss

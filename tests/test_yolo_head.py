@@ -54,6 +54,25 @@ def test_structure_and_param_count_of_yolo11n_head():
         YOLO11Head(num_classes=80, in_channels=[64, 128, 256], cls_branch='v5')
 
 
+def test_bce_loss_matches_mmdet_sigmoid_cross_entropy():
+    from mmdet.models.losses import CrossEntropyLoss
+    from convnextv2_yolo.losses import YOLOBCELoss
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 50, 4, generator=g) * 3
+    target = torch.rand(2, 50, 4, generator=g) * (torch.rand(2, 50, 4, generator=g) > 0.7)
+    ours = YOLOBCELoss(reduction='sum', loss_weight=0.5)(logits, target)
+    ref = CrossEntropyLoss(use_sigmoid=True, reduction='sum', loss_weight=0.5)(logits, target)
+    torch.testing.assert_close(ours, ref)
+    p = logits.sigmoid()
+    manual = -(target * p.log() + (1 - target) * (1 - p).log()).sum() * 0.5
+    torch.testing.assert_close(ours, manual, rtol=1e-4, atol=1e-3)
+    # transposed views (the head's layout) give the same value
+    ours_t = YOLOBCELoss(reduction='sum')(logits.transpose(1, 2).contiguous().transpose(1, 2), target)
+    torch.testing.assert_close(ours_t * 0.5, ours)
+    with pytest.raises(ValueError, match='use_sigmoid'):
+        YOLOBCELoss(use_sigmoid=False)
+
+
 def test_bias_init_and_dfl_bins():
     head = make_head(num_classes=80)
     for level, stride in enumerate((8, 16, 32)):

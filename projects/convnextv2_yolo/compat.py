@@ -13,6 +13,9 @@ function with a one-line reason; README "Compatibility fixes" lists them.
 3. ``register_safe_local_loader``: mmengine's local checkpoint loader gets clear
    errors (missing, corrupt/truncated, unsafe content) and an explicit per-file
    trust switch, ``CONVNEXTV2_YOLO_TRUSTED_CHECKPOINTS``, for older checkpoints.
+4. ``skip_mmpretrain_multimodal_on_new_transformers``: mmpretrain 1.2.0's
+   multi-modal models crash at import with transformers >= 5 (and we use none
+   of them), so mmpretrain registers its placeholders instead.
 """
 import os
 import os.path as osp
@@ -139,7 +142,20 @@ def register_safe_local_loader() -> None:
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
 
 
+def skip_mmpretrain_multimodal_on_new_transformers() -> None:
+    """Keep ``import mmpretrain.models`` working when transformers >= 5 is installed."""
+    import importlib.metadata as md
+    try:
+        major = int(md.version('transformers').split('.')[0])
+    except (md.PackageNotFoundError, ValueError):
+        return
+    if major >= 5:
+        import mmpretrain.utils.dependency as dependency
+        dependency.WITH_MULTIMODAL = False
+
+
 FIXES: List[Callable[[], None]] = [
+    skip_mmpretrain_multimodal_on_new_transformers,
     allow_mmengine_checkpoint_globals,
     plain_message_hub_state,
     register_safe_local_loader,

@@ -143,7 +143,11 @@ def bench_device(model, device: str, batch: int, args, amp: bool = False) -> Dic
     res: Dict[str, float] = {}
 
     model.train()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     res['train_step_ms'] = timeit(lambda: model.train_step(data, wrapper), iters, warmup, cuda)
+    if cuda:
+        res['train_peak_mem_GiB'] = torch.cuda.max_memory_allocated() / 2**30
 
     # assigner + losses alone, on the outputs of one forward
     pre = model.data_preprocessor(dict(data), True)

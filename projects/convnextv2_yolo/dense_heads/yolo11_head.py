@@ -247,11 +247,12 @@ class YOLO11Head(BaseDenseHead):
             gt_labels, gt_bboxes, pad_mask)
         target_scores = assigned['assigned_scores']
         fg_mask = assigned['fg_mask']
-        avg_factor = target_scores.sum().clamp(min=1)
+        # background rows are all zero: sum the positives' rows only
+        weight = target_scores[fg_mask].sum(-1)
+        avg_factor = weight.sum().clamp(min=1)
 
         loss_cls = self.loss_cls(flat_cls, target_scores, reduction_override='sum') / avg_factor
 
-        weight = target_scores.sum(-1)[fg_mask]
         fg_strides = strides.expand(num_imgs, -1, -1)[fg_mask]
         fg_points = points.expand(num_imgs, -1, -1)[fg_mask]
         target_boxes = assigned['assigned_bboxes'][fg_mask] / fg_strides
@@ -357,10 +358,13 @@ class YOLO11Head(BaseDenseHead):
         num_imgs = cls_scores[0].shape[0]
         if rescale and (batch_img_metas is None or len(batch_img_metas) != num_imgs):
             raise ValueError('YOLO11Head.predict_by_feat: rescale=True needs one img_meta per image')
-        points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], cls_scores[0].dtype,
+        if with_nms and 'nms' not in cfg:
+            raise KeyError("YOLO11Head: test_cfg lacks 'nms' (e.g. nms=dict(type='nms', iou_threshold=0.7))")
+        # decode in float32 even under AMP: fp16 has 0.5 px steps above 512
+        points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], torch.float32,
                                           cls_scores[0].device)
-        scores = self._flatten(cls_scores).sigmoid()
-        bboxes = self.bbox_coder.decode(points, self.dfl(self._flatten(bbox_dists)), strides)
+        scores = self._flatten(cls_scores).float().sigmoid()
+        bboxes = self.bbox_coder.decode(points, self.dfl(self._flatten(bbox_dists).float()), strides)
         metas = batch_img_metas if batch_img_metas is not None else [{}] * num_imgs
         return [self._postprocess(scores[i], bboxes[i], metas[i], cfg, rescale, with_nms)
                 for i in range(num_imgs)]

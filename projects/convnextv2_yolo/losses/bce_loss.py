@@ -1,15 +1,27 @@
-"""Sigmoid binary cross-entropy with soft targets, in one fused call.
+"""Sigmoid binary cross-entropy with soft targets, lean on memory.
 
 mmdet's ``CrossEntropyLoss(use_sigmoid=True)`` gives the same values but
 builds an ignore mask and a weight map the size of the (B, A, C) score map
-first, about 2.5x the cost on the head's largest tensor.
+first; torch's fused BCE still allocates three temporaries of that size.
+Summed, ``BCE(x, t) = softplus(x) - x * t`` needs one.
 """
 from typing import Optional
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """``(a * b).sum()`` without the product tensor when both share a dense layout."""
+    if a.stride() == b.stride() and a.is_contiguous() == b.is_contiguous():
+        order = sorted(range(a.dim()), key=lambda i: -a.stride(i))
+        fa, fb = a.permute(order), b.permute(order)
+        if fa.is_contiguous() and fb.is_contiguous():
+            return torch.dot(fa.reshape(-1), fb.reshape(-1))
+    return (a * b).sum()
 
 
 @MODELS.register_module()
@@ -50,7 +62,7 @@ class YOLOBCELoss(nn.Module):
         reduction = reduction_override or self.reduction
         target = target.to(pred.dtype)
         if weight is None and reduction == 'sum':
-            return self.loss_weight * F.binary_cross_entropy_with_logits(pred, target, reduction='sum')
+            return self.loss_weight * (F.softplus(pred).sum() - _dot(pred, target))
         loss = F.binary_cross_entropy_with_logits(pred, target, reduction='none')
         if weight is not None:
             loss = loss * weight

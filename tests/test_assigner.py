@@ -203,3 +203,10 @@ def test_matches_naive_loops_on_random_batches(seed):
     assert torch.equal(res['fg_mask'], want_fg)
     assert torch.equal(res['assigned_gt_inds'], want_gt)
     torch.testing.assert_close(res['assigned_scores'], want_scores, rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(res['fg_scores'], want_scores[want_fg].sum(-1), rtol=1e-7, atol=1e-12)
+    # without the dense map: same sparse results
+    assigner = BatchTaskAlignedAssigner(topk=6)
+    lean = assigner.assign(scores, preds, priors, labels, boxes.double(), mask, dense_scores=False)
+    assert 'assigned_scores' not in lean
+    for key in ('fg_scores', 'fg_mask', 'assigned_labels', 'assigned_gt_inds', 'assigned_bboxes'):
+        assert torch.equal(lean[key], res[key]), key

@@ -8,48 +8,12 @@ import pickle
 import pytest
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(ROOT, 'configs', 'demo', 'yolo11_convnextv2-atto_synthetic.py')
-
-
-def _tiny_cfg(data, work_dir, max_epochs):
-    """The demo config shrunk to a few 64-px images and 96-px inputs."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(DEMO_CFG)
-    size = 96
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        dl = cfg[loader]
-        dl.num_workers, dl.persistent_workers, dl.batch_size = 0, False, 4
-        dl.dataset.data_root = data.root + '/'
-        for t in dl.dataset.pipeline:
-            if t['type'] == 'LetterResize':
-                t['scale'] = (size, size)
-    for t in cfg.train_dataloader.dataset.pipeline:
-        if t['type'] == 'CachedMosaic':
-            t['img_scale'] = (size, size)
-        if t['type'] == 'YOLORandomAffine':
-            t['border'] = (-size // 2, -size // 2)
-    cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = data.ann_files['val']
-    for hook in cfg.custom_hooks:
-        if hook['type'] == 'CloseMosaicHook':
-            hook['close_epochs'] = 1
-            for t in hook['switch_pipeline']:
-                if t['type'] == 'LetterResize':
-                    t['scale'] = (size, size)
-    cfg.train_cfg.max_epochs = max_epochs
-    cfg.train_cfg.val_interval = 100  # no validation: this is about resuming
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
-    cfg.default_hooks.logger.interval = 1
-    cfg.work_dir = work_dir
-    cfg.launcher = 'none'
-    return cfg
+from _tiny import make_tiny_data, tiny_cfg as _tiny_cfg
 
 
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
-    from convnextv2_yolo.datasets.synthetic import make_synthetic_dataset
-    return make_synthetic_dataset(str(tmp_path_factory.mktemp('shapes')), num_train=8, num_val=4,
-                                  seed=1, img_size=64, min_size=6, max_objects=3)
+    return make_tiny_data(str(tmp_path_factory.mktemp('shapes')))
 
 
 @pytest.fixture(scope='module')

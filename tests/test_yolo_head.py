@@ -175,6 +175,25 @@ def test_losses_match_scalar_formulas():
         torch.testing.assert_close(again[key], losses[key])
 
 
+def test_sparse_class_loss_equals_dense_mmdet_cross_entropy():
+    """YOLOBCELoss skips the dense target map; mmdet's loss gets the map."""
+    head = make_head()
+    dense = make_head(loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, reduction='sum',
+                                    loss_weight=0.5))
+    dense.load_state_dict(head.state_dict())
+    packed = torch.tensor([[0, 1, 4., 6., 40., 50.], [0, 2, 30., 20., 62., 60.], [1, 0, 10., 10., 60., 44.]])
+    x = feats()
+    a = head.loss_by_feat(*head(x), packed, [{}, {}])
+    b = dense.loss_by_feat(*dense(x), packed, [{}, {}])
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    # gradients agree too
+    la, lb = sum(a.values()), sum(b.values())
+    la.backward()
+    lb.backward()
+    torch.testing.assert_close(head.cls_convs[0][2].weight.grad, dense.cls_convs[0][2].weight.grad)
+
+
 def test_images_without_boxes_give_finite_losses_and_gradients():
     head = make_head()
     cls_scores, bbox_dists = head(feats())
@@ -264,6 +283,24 @@ def test_predict_nms_multilabel_and_format():
     two = [torch.cat([m, m.flip(-1)]) for m in outs[0]], [torch.cat([m, m]) for m in outs[1]]
     res2 = head.predict_by_feat(*two, batch_img_metas=[{}, {}])
     torch.testing.assert_close(res2[0].bboxes, head.predict_by_feat(*outs, batch_img_metas=[{}])[0].bboxes)
+
+
+@pytest.mark.parametrize('num', [400, 3000])  # one offset NMS / per-class NMS
+def test_class_aware_nms_matches_mmcv(num):
+    from mmcv.ops import batched_nms
+    from convnextv2_yolo.dense_heads.yolo11_head import class_aware_nms
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(num, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + torch.rand(num, 2, generator=g) * 40 + 2], 1)
+    scores = torch.rand(num, generator=g)
+    labels = torch.randint(0, 3, (num,), generator=g)
+    cfg = dict(type='nms', iou_threshold=0.5)
+    keep = class_aware_nms(boxes, scores, labels, cfg)
+    assert torch.equal(keep, batched_nms(boxes, scores, labels, cfg)[1])
+    assert (scores[keep].diff() <= 0).all() and 50 < len(keep) < num
+    # other NMS types go through mmcv
+    soft = class_aware_nms(boxes, scores, labels, dict(type='soft_nms', iou_threshold=0.5))
+    assert soft.numel() > 0
 
 
 def test_predict_rescale_undoes_letterbox():

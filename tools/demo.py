@@ -60,8 +60,8 @@ def main() -> None:
           f'{time.time() - t0:.1f}s)', flush=True)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].dataset.data_root = data_root + '/'
-    for key in ('val_evaluator', 'test_evaluator'):
-        cfg[key].ann_file = ds.ann_files['val']
+    for key, loader in (('val_evaluator', 'val_dataloader'), ('test_evaluator', 'test_dataloader')):
+        cfg[key].ann_file = osp.join(data_root, cfg[loader].dataset.ann_file)
     if args.epochs is not None:
         cfg.train_cfg.max_epochs = args.epochs
     cfg.work_dir = osp.abspath(args.work_dir)

@@ -10,11 +10,15 @@ Measures on CPU (batch 8, 2 threads) and, when CUDA is available, on GPU
   train step (target <= 3 %);
 - decode + NMS alone (``bbox_head.predict_by_feat``) at batch 1 with a
   controlled number of candidates above ``score_thr`` and its share of the
-  inference time (target <= 10 %).
+  inference time (target <= 10 %);
+- the data path: ``pseudo_collate`` + ``DetDataPreprocessor`` + packing the
+  targets (mmdet's default) vs ``yolo_collate`` + ``YOLODetDataPreprocessor``.
 
 Example::
 
     python tools/analysis_tools/benchmark_yolo_speed.py --device cpu --json speed.json
+    # on a busy machine, the min of the repetitions is the steadier number
+    python tools/analysis_tools/benchmark_yolo_speed.py --device cpu --iters 5 --stat min
 """
 import argparse
 import json
@@ -49,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--config', default=None, help=f'model config (default: {DEFAULT_CONFIG} if present, '
                    'else a built-in YOLO11-n)')
+    p.add_argument('--builtin-model', action='store_true',
+                   help='use the built-in YOLO11-n dict even if the config exists (no mmdet:: base configs needed)')
     p.add_argument('--device', choices=['cpu', 'cuda', 'all'], default='all')
     p.add_argument('--cpu-batch', type=int, default=8)
     p.add_argument('--gpu-batch', type=int, default=64)
@@ -59,19 +65,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--warmup', type=int, default=1, help='untimed repetitions (CPU); GPU uses 5x')
     p.add_argument('--nms-candidates', type=int, nargs='+', default=[1000, 30000],
                    help='boxes above score_thr fed to decode+NMS (batch 1)')
+    p.add_argument('--stat', choices=['median', 'min'], default='median',
+                   help='statistic of the timed repetitions (min resists a busy machine)')
     p.add_argument('--json', default=None, help='save the results here')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='override config keys, e.g. model.bbox_head.loss_cls.type=YOLOBCELoss')
     return p.parse_args()
 
 
-def build_model(config: Optional[str], options: Optional[dict] = None) -> torch.nn.Module:
+def build_model(config: Optional[str], options: Optional[dict] = None,
+                builtin: bool = False) -> torch.nn.Module:
     import convnextv2_yolo  # noqa: F401  (registers the modules)
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
-    path = config or (DEFAULT_CONFIG if osp.isfile(DEFAULT_CONFIG) else None)
+    path = config or (DEFAULT_CONFIG if osp.isfile(DEFAULT_CONFIG) and not builtin else None)
     cfg = Config.fromfile(path) if path else Config(dict(model=FALLBACK_MODEL))
     if options:
         cfg.merge_from_dict(options)
@@ -99,8 +108,11 @@ def make_batch(batch: int, size: int, num_gt: int, num_classes: int, seed: int =
     return dict(inputs=imgs, data_samples=samples, bboxes_labels=packed)
 
 
+STAT = statistics.median  # --stat min: robust to other processes on a shared machine
+
+
 def timeit(fn: Callable[[], object], iters: int, warmup: int, cuda: bool) -> float:
-    """Median wall time of ``fn`` in ms."""
+    """Median (or min, ``--stat min``) wall time of ``fn`` in ms."""
     for _ in range(warmup):
         fn()
     times = []
@@ -112,7 +124,7 @@ def timeit(fn: Callable[[], object], iters: int, warmup: int, cuda: bool) -> flo
         if cuda:
             torch.cuda.synchronize()
         times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return STAT(times)
 
 
 def synthetic_head_outputs(head, size: int, candidates: int, device: torch.device):
@@ -140,7 +152,7 @@ def bench_device(model, device: str, batch: int, args, amp: bool = False) -> Dic
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.937, nesterov=True)
     wrapper = AmpOptimWrapper(optimizer=optimizer) if amp else OptimWrapper(optimizer=optimizer)
     autocast = (lambda: torch.autocast('cuda', dtype=torch.float16)) if amp else torch.enable_grad
-    res: Dict[str, float] = {}
+    res: Dict[str, float] = bench_data_path(model, device, batch, args)
 
     model.train()
     if cuda:
@@ -159,7 +171,7 @@ def bench_device(model, device: str, batch: int, args, amp: bool = False) -> Dic
     def loss_only():
         with autocast():
             return head.loss_by_feat(*[[o.detach().requires_grad_() for o in x] for x in outs], packed, metas)
-    res['assigner_loss_ms'] = timeit(loss_only, iters, warmup, cuda)
+    res['assigner_loss_ms'] = timeit(loss_only, iters * 5, warmup + 2, cuda)
     res['assigner_loss_share_%'] = 100 * res['assigner_loss_ms'] / res['train_step_ms']
 
     model.eval()
@@ -179,6 +191,53 @@ def bench_device(model, device: str, batch: int, args, amp: bool = False) -> Dic
     return res
 
 
+def packed_items(batch: int, size: int, boxes_per_img: int, num_classes: int) -> list:
+    """``PackDetInputs`` outputs, as a dataset would hand them to the collate."""
+    import numpy as np
+    from mmdet.datasets.transforms import PackDetInputs
+    from mmdet.structures.bbox import HorizontalBoxes
+    rng = np.random.default_rng(0)
+    pack = PackDetInputs(meta_keys=('img_id', 'ori_shape', 'img_shape', 'scale_factor', 'pad_param'))
+    items = []
+    for i in range(batch):
+        xy = rng.uniform(0, size / 2, (boxes_per_img, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(8, size / 2, (boxes_per_img, 2))], 1).astype(np.float32)
+        items.append(pack(dict(
+            img=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), img_id=i, ori_shape=(size, size),
+            img_shape=(size, size), scale_factor=(1., 1.), pad_param=np.zeros(4, np.float32),
+            gt_bboxes=HorizontalBoxes(boxes), gt_bboxes_labels=rng.integers(0, num_classes, boxes_per_img),
+            gt_ignore_flags=np.zeros(boxes_per_img, bool))))
+    return items
+
+
+def bench_data_path(model, device: str, batch: int, args) -> Dict[str, float]:
+    """Collate + preprocess + target packing: mmdet's default path vs ours."""
+    from mmdet.registry import MODELS
+    from mmengine.dataset import pseudo_collate
+    from convnextv2_yolo.datasets import pack_gt_instances, yolo_collate
+    cuda = device == 'cuda'
+    iters = args.iters * (20 if cuda else 3)
+    items = packed_items(batch, args.img_size, max(1, args.num_gt // batch), model.bbox_head.num_classes)
+    ours = model.data_preprocessor
+    default = MODELS.build(dict(type='mmdet.DetDataPreprocessor', mean=ours.mean.flatten().tolist(),
+                                std=ours.std.flatten().tolist(), bgr_to_rgb=ours._channel_conversion,
+                                pad_size_divisor=ours.pad_size_divisor)).to(device)
+
+    def default_main():  # preprocessor + the head's packing of the per-image instances
+        out = default(batch_default, True)
+        return pack_gt_instances([s.gt_instances for s in out['data_samples']]).to(device)
+
+    batch_default = pseudo_collate(items)
+    batch_ours = yolo_collate(items)
+    res = {
+        'collate_default_ms': timeit(lambda: pseudo_collate(items), iters, 1, False),
+        'collate_yolo_ms': timeit(lambda: yolo_collate(items), iters, 1, False),
+        'preprocess_default_ms': timeit(default_main, iters, 1, cuda),
+        'preprocess_yolo_ms': timeit(lambda: ours(dict(batch_ours), True), iters, 1, cuda),
+    }
+    return res
+
+
 def print_table(results: Dict[str, Dict[str, float]]) -> None:
     keys: List[str] = []
     for r in results.values():
@@ -192,12 +251,14 @@ def print_table(results: Dict[str, Dict[str, float]]) -> None:
 
 
 def main() -> int:
+    global STAT
     args = parse_args()
+    STAT = min if args.stat == 'min' else statistics.median
     torch.set_num_threads(args.threads)
-    model = build_model(args.config, args.cfg_options)
+    model = build_model(args.config, args.cfg_options, args.builtin_model)
     n_params = sum(p.numel() for p in model.parameters())
     print(f'model: {model.source} ({n_params:,} parameters), {args.img_size}x{args.img_size}, '
-          f'{args.num_gt} GT boxes per batch, {args.threads} CPU threads')
+          f'{args.num_gt} GT boxes per batch, {args.threads} CPU threads, {args.stat} of the repetitions')
     results: Dict[str, Dict[str, float]] = {}
     if args.device in ('cpu', 'all'):
         results[f'cpu b{args.cpu_batch}'] = bench_device(model, 'cpu', args.cpu_batch, args)
@@ -209,15 +270,16 @@ def main() -> int:
         else:
             torch.backends.cudnn.benchmark = True
             name = torch.cuda.get_device_name()
+            print(f'GPU: {name}', flush=True)
             results[f'cuda b{args.gpu_batch} fp32'] = bench_device(model, 'cuda', args.gpu_batch, args)
+            print(json.dumps(results), flush=True)  # partial results, in case of a time limit
             results[f'cuda b{args.gpu_batch} amp'] = bench_device(model, 'cuda', args.gpu_batch, args, amp=True)
-            print(f'GPU: {name}')
     print_table(results)
     if args.json:
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w') as f:
             json.dump(dict(model=model.source, params=n_params, img_size=args.img_size, num_gt=args.num_gt,
-                           threads=args.threads, results=results), f, indent=2)
+                           threads=args.threads, stat=args.stat, results=results), f, indent=2)
         print(f'saved {args.json}')
     return 0
 

@@ -81,7 +81,8 @@ class ConvNeXtV2(_MMPretrainConvNeXt):
             returned; (1, 2, 3) gives P3/P4/P5 (strides 8/16/32).
         drop_path_rate (float): Stochastic depth rate. Defaults to 0.
         frozen_stages (int): Freeze the stem/downsampling layers, blocks and
-            output norms of the first ``frozen_stages`` stages (0-4).
+            output norms of the first ``frozen_stages`` stages (0-4; -1 as
+            in mmdet backbones also means none). Defaults to 0.
         with_cp (bool): Gradient checkpointing per block (saves memory,
             costs one extra forward). Defaults to False.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
@@ -123,10 +124,11 @@ class ConvNeXtV2(_MMPretrainConvNeXt):
         if not out_indices or any(i >= num_stages for i in out_indices):
             raise ValueError(f'out_indices {out_indices} must be non-empty '
                              f'stage indices below {num_stages}.')
-        if not 0 <= frozen_stages <= num_stages:
+        if not -1 <= frozen_stages <= num_stages:
             raise ValueError(
-                f'frozen_stages must be in [0, {num_stages}], got '
-                f'{frozen_stages}.')
+                f'frozen_stages must be in [-1, {num_stages}] (-1 or 0: '
+                f'none), got {frozen_stages}.')
+        frozen_stages = max(frozen_stages, 0)
         block_cfg = {**_VERSION_CFG[version], **kwargs}
         self._pretrained_cfg, other_init = _split_pretrained(init_cfg)
         super().__init__(

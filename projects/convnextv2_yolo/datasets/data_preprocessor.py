@@ -50,7 +50,9 @@ class YOLODetDataPreprocessor(DetDataPreprocessor):
             inputs = inputs[:, [2, 1, 0]]
         inputs = inputs.float()
         if self._enable_normalize:
-            inputs = (inputs - self.mean) / self.std
+            if inputs.data_ptr() == data['inputs'].data_ptr():
+                inputs = inputs.clone()  # never normalise the caller's tensor in place
+            inputs.sub_(self.mean).div_(self.std)
         h, w = inputs.shape[-2:]
         pad_h = math.ceil(h / self.pad_size_divisor) * self.pad_size_divisor - h
         pad_w = math.ceil(w / self.pad_size_divisor) * self.pad_size_divisor - w

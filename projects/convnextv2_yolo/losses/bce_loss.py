@@ -71,3 +71,18 @@ class YOLOBCELoss(nn.Module):
         elif reduction == 'mean':
             loss = loss.sum() / avg_factor if avg_factor is not None else loss.mean()
         return self.loss_weight * loss
+
+    def sum_sparse(self, pred: Tensor, pos_mask: Tensor, pos_labels: Tensor, pos_targets: Tensor) -> Tensor:
+        """Summed loss vs targets that are 0 except one class per positive.
+
+        Equals ``forward(pred, dense_target, reduction_override='sum')``
+        without building the dense target.
+
+        Args:
+            pred (Tensor): Logits (..., C).
+            pos_mask (Tensor): Bool mask over ``pred.shape[:-1]``.
+            pos_labels (Tensor): Class of each positive (P,), in mask order.
+            pos_targets (Tensor): Target of each positive (P,).
+        """
+        pos_logits = pred[pos_mask].gather(-1, pos_labels[:, None]).squeeze(-1)
+        return self.loss_weight * (F.softplus(pred).sum() - (pos_logits * pos_targets.to(pred.dtype)).sum())

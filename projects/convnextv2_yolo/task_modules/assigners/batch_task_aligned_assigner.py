@@ -43,7 +43,8 @@ class BatchTaskAlignedAssigner:
 
     @torch.no_grad()
     def assign(self, pred_scores: Tensor, pred_bboxes: Tensor, priors: Tensor,
-               gt_labels: Tensor, gt_bboxes: Tensor, pad_mask: Tensor) -> Dict[str, Tensor]:
+               gt_labels: Tensor, gt_bboxes: Tensor, pad_mask: Tensor,
+               dense_scores: bool = True) -> Dict[str, Tensor]:
         """Assign a padded batch of GTs to the anchor points.
 
         Args:
@@ -54,17 +55,21 @@ class BatchTaskAlignedAssigner:
             gt_labels (Tensor): GT labels (int), shape (B, M).
             gt_bboxes (Tensor): GT (x1, y1, x2, y2) in pixels, (B, M, 4).
             pad_mask (Tensor): True for real GT rows, shape (B, M).
+            dense_scores (bool): Also build ``assigned_scores`` (B, A, C);
+                a loss that only needs the positives' scores can skip it.
 
         Returns:
             dict: ``assigned_labels`` (B, A) long, ``num_classes`` on
             background; ``assigned_bboxes`` (B, A, 4); ``assigned_scores``
-            (B, A, C); ``fg_mask`` (B, A) bool; ``assigned_gt_inds`` (B, A)
-            long, 0-based GT row, -1 on background.
+            (B, A, C) (if ``dense_scores``); ``fg_scores`` (F,), the target
+            score of each positive in ``fg_mask`` order; ``fg_mask`` (B, A)
+            bool; ``assigned_gt_inds`` (B, A) long, 0-based GT row, -1 on
+            background.
         """
         num_imgs, num_priors, num_classes = pred_scores.shape
         num_gts = gt_bboxes.shape[1]
         if num_gts == 0:
-            return self._all_background(pred_scores, pred_bboxes)
+            return self._all_background(pred_scores, pred_bboxes, dense_scores)
         device = pred_scores.device
         gt_labels = gt_labels.long()
 
@@ -125,21 +130,26 @@ class BatchTaskAlignedAssigner:
         assigned_gt_inds[fb, fa] = fg_gt
         assigned_bboxes = torch.zeros_like(pred_bboxes)
         assigned_bboxes[fb, fa] = gt_bboxes.reshape(-1, 4)[gt_key].to(assigned_bboxes.dtype)
-        assigned_scores = torch.zeros_like(pred_scores)
-        assigned_scores[fb, fa, fg_labels] = norm_metric.to(assigned_scores.dtype)
-        return dict(
+        result = dict(
             assigned_labels=assigned_labels,
             assigned_bboxes=assigned_bboxes,
-            assigned_scores=assigned_scores,
+            fg_scores=norm_metric.to(pred_scores.dtype),
             fg_mask=fg_flat.view(num_imgs, num_priors),
             assigned_gt_inds=assigned_gt_inds)
+        if dense_scores:
+            result['assigned_scores'] = torch.zeros_like(pred_scores)
+            result['assigned_scores'][fb, fa, fg_labels] = result['fg_scores']
+        return result
 
     @staticmethod
-    def _all_background(pred_scores: Tensor, pred_bboxes: Tensor) -> Dict[str, Tensor]:
+    def _all_background(pred_scores: Tensor, pred_bboxes: Tensor, dense_scores: bool) -> Dict[str, Tensor]:
         num_imgs, num_priors, num_classes = pred_scores.shape
-        return dict(
+        result = dict(
             assigned_labels=pred_scores.new_full((num_imgs, num_priors), num_classes, dtype=torch.long),
             assigned_bboxes=torch.zeros_like(pred_bboxes),
-            assigned_scores=torch.zeros_like(pred_scores),
+            fg_scores=pred_scores.new_zeros(0),
             fg_mask=pred_scores.new_zeros((num_imgs, num_priors), dtype=torch.bool),
             assigned_gt_inds=pred_scores.new_full((num_imgs, num_priors), -1, dtype=torch.long))
+        if dense_scores:
+            result['assigned_scores'] = torch.zeros_like(pred_scores)
+        return result

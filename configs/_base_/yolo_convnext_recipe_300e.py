@@ -1,0 +1,14 @@
+# YOLO11 recipe for pretrained ConvNeXt (V1/V2) backbones: the YOLO data
+# pipeline and hooks, with the AdamW + layer-wise LR decay schedule
+# (schedules/convnext_adamw_300e.py) driven by mmengine's ParamSchedulerHook.
+_base_ = ['./yolo_runtime.py', './datasets/yolo_coco_detection.py', './schedules/convnext_adamw_300e.py']
+
+default_hooks = dict(param_scheduler=dict(_delete_=True, type='ParamSchedulerHook'))
+
+custom_hooks = [
+    dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, gamma=2000,
+         update_buffers=True, priority=49),
+    dict(type='CloseMosaicHook', close_epochs={{_base_.close_mosaic_epochs}},
+         switch_pipeline={{_base_.train_pipeline_stage2}}),
+    dict(type='NumClassCheckHook'),
+]

@@ -1,0 +1,97 @@
+"""Detect objects in an image, a folder of images or a video.
+
+    python tools/infer.py INPUT CONFIG CHECKPOINT [--out-dir outputs] [--device cpu]
+                          [--score-thr 0.3]
+
+Images (a file or every image in a folder) are written as pictures with boxes
+and class names to OUT_DIR/vis/ (and the raw predictions to OUT_DIR/preds/ as
+JSON, through mmdet's DetInferencer); a video is written to
+OUT_DIR/<name>.mp4 with the boxes drawn on every frame.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'projects'))
+import convnextv2_yolo  # noqa: E402,F401
+
+VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('input', help='an image, a folder of images or a video file')
+    p.add_argument('config', help='model config')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('--out-dir', default='outputs', help='where pictures / the video go')
+    p.add_argument('--device', default='cuda:0' if _cuda() else 'cpu')
+    p.add_argument('--score-thr', type=float, default=0.3, help='draw boxes above this score')
+    return p.parse_args()
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def _check_input(path: str) -> str:
+    if not osp.exists(path):
+        raise FileNotFoundError(f'input not found: {path}')
+    if osp.isdir(path):
+        if not any(f.lower().endswith(IMAGE_EXTS) for f in os.listdir(path)):
+            raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) in folder {path}')
+        return 'images'
+    ext = osp.splitext(path)[1].lower()
+    if ext in VIDEO_EXTS:
+        return 'video'
+    if ext in IMAGE_EXTS:
+        return 'images'
+    raise ValueError(f'unsupported input {path}: expected an image ({", ".join(IMAGE_EXTS)}), '
+                     f'a folder of images or a video ({", ".join(VIDEO_EXTS)})')
+
+
+def infer_images(args: argparse.Namespace) -> None:
+    from mmdet.apis import DetInferencer
+    inferencer = DetInferencer(model=args.config, weights=args.checkpoint, device=args.device,
+                               show_progress=False)
+    inferencer(args.input, out_dir=args.out_dir, pred_score_thr=args.score_thr, no_save_pred=False)
+    print(f'pictures: {osp.join(args.out_dir, "vis")}\npredictions: {osp.join(args.out_dir, "preds")}')
+
+
+def infer_video(args: argparse.Namespace) -> None:
+    import cv2
+    import mmcv
+    from mmdet.apis import inference_detector, init_detector
+    from mmdet.visualization import DetLocalVisualizer
+
+    model = init_detector(args.config, args.checkpoint, device=args.device)
+    vis = DetLocalVisualizer(name='infer_video')
+    vis.dataset_meta = model.dataset_meta
+    reader = mmcv.VideoReader(args.input)
+    os.makedirs(args.out_dir, exist_ok=True)
+    out_path = osp.join(args.out_dir, osp.splitext(osp.basename(args.input))[0] + '.mp4')
+    writer = cv2.VideoWriter(out_path, cv2.VideoWriter_fourcc(*'mp4v'), reader.fps or 25,
+                             (reader.width, reader.height))
+    for frame in reader:
+        result = inference_detector(model, frame)
+        vis.add_datasample('frame', mmcv.bgr2rgb(frame), data_sample=result, draw_gt=False,
+                           pred_score_thr=args.score_thr, show=False)
+        writer.write(mmcv.rgb2bgr(vis.get_image()))
+    writer.release()
+    print(f'video: {out_path} ({len(reader)} frames)')
+
+
+def main() -> None:
+    args = parse_args()
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config not found: {args.config}')
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    kind = _check_input(args.input)
+    (infer_video if kind == 'video' else infer_images)(args)
+
+
+if __name__ == '__main__':
+    main()

@@ -54,7 +54,12 @@ def _check_input(path: str) -> str:
 
 def infer_images(args: argparse.Namespace) -> None:
     from mmdet.apis import DetInferencer
-    inferencer = DetInferencer(model=args.config, weights=args.checkpoint, device=args.device,
+    from mmengine.config import Config
+    cfg = Config.fromfile(args.config)
+    # mmdet's inferencer batches (input, data) pairs and looks collate_fn up by
+    # name: use mmengine's generic collate (the data preprocessor pads/stacks)
+    cfg.test_dataloader.collate_fn = 'pseudo_collate'
+    inferencer = DetInferencer(model=cfg, weights=args.checkpoint, device=args.device,
                                show_progress=False)
     inferencer(args.input, out_dir=args.out_dir, pred_score_thr=args.score_thr, no_save_pred=False)
     print(f'pictures: {osp.join(args.out_dir, "vis")}\npredictions: {osp.join(args.out_dir, "preds")}')

@@ -13,6 +13,10 @@ function with a one-line reason; README "Compatibility fixes" lists them.
 3. ``register_safe_local_loader``: mmengine's local checkpoint loader gets clear
    errors (missing, corrupt/truncated, unsafe content) and an explicit per-file
    trust switch, ``CONVNEXTV2_YOLO_TRUSTED_CHECKPOINTS``, for older checkpoints.
+5. ``cpu_distributed_launch``: mmengine's pytorch launcher calls
+   ``torch.cuda.set_device`` unconditionally and wraps the model in DDP with
+   GPU ``device_ids``, so ``dist_train.sh`` cannot run CPU processes (gloo);
+   both are skipped when there is no GPU.
 4. ``skip_mmpretrain_multimodal_on_new_transformers``: mmpretrain 1.2.0's
    multi-modal models crash at import with transformers >= 5 (and we use none
    of them), so mmpretrain registers its placeholders instead.
@@ -154,7 +158,40 @@ def skip_mmpretrain_multimodal_on_new_transformers() -> None:
         dependency.WITH_MULTIMODAL = False
 
 
+def cpu_distributed_launch() -> None:
+    """Let mmengine's pytorch launcher start CPU-only (gloo) processes."""
+    import mmengine.dist.utils as dist_utils
+    original = dist_utils._init_dist_pytorch
+    if getattr(original, '_convnextv2_yolo_cpu_ok', False):
+        return
+
+    def _init_dist_pytorch(backend: str = 'nccl', init_backend: str = 'torch', **kwargs) -> None:
+        if torch.cuda.is_available():
+            return original(backend, init_backend=init_backend, **kwargs)
+        set_device = torch.cuda.set_device
+        torch.cuda.set_device = lambda *args, **kw: None
+        try:
+            return original(backend, init_backend=init_backend, **kwargs)
+        finally:
+            torch.cuda.set_device = set_device
+
+    _init_dist_pytorch._convnextv2_yolo_cpu_ok = True
+    dist_utils._init_dist_pytorch = _init_dist_pytorch
+
+    from mmengine.model.wrappers import MMDistributedDataParallel
+    ddp_init = MMDistributedDataParallel.__init__
+
+    def __init__(self, module, *args, **kwargs) -> None:
+        if not torch.cuda.is_available():  # DDP refuses GPU device ids for a CPU module
+            kwargs.pop('device_ids', None)
+            kwargs.pop('output_device', None)
+        ddp_init(self, module, *args, **kwargs)
+
+    MMDistributedDataParallel.__init__ = __init__
+
+
 FIXES: List[Callable[[], None]] = [
+    cpu_distributed_launch,
     skip_mmpretrain_multimodal_on_new_transformers,
     allow_mmengine_checkpoint_globals,
     plain_message_hub_state,

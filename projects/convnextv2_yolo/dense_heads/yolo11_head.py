@@ -18,26 +18,30 @@ from ..datasets.collate import pack_gt_instances
 from ..layers.conv import Conv, DWConv
 
 
-_CPU_SINGLE_NMS_MAX = 2000
+# Up to this many boxes one NMS over class-shifted boxes is faster than a
+# loop over classes (torchvision's own switch is at 1000 boxes on CPU).
+_SINGLE_NMS_MAX = dict(cpu=2000, cuda=5000)
 
 
 def class_aware_nms(boxes: Tensor, scores: Tensor, labels: Tensor, nms_cfg: dict) -> Tensor:
     """Indices kept by per-class NMS, by descending score.
 
-    Plain ``type='nms'`` goes to torchvision's ``batched_nms`` (same boxes
-    as mmcv's, 3-5x faster on CPU with thousands of boxes); other types
-    (soft_nms, ...) to mmcv's ``batched_nms``.
+    Plain ``type='nms'`` runs torchvision's NMS (3-5x faster than mmcv's on
+    CPU with thousands of boxes). Classes are separated by shifting boxes by
+    ``label * (max - min + 1)``: mmcv's and torchvision's shift of
+    ``label * (max + 1)`` lets classes overlap, and suppress each other, once
+    boxes reach below 0, as raw predictions do. Other types (soft_nms, ...)
+    go to mmcv's ``batched_nms``.
     """
     nms_cfg = dict(nms_cfg)
     boxes, scores = boxes.float(), scores.float()
     if nms_cfg.get('type', 'nms') != 'nms' or not set(nms_cfg) <= {'type', 'iou_threshold'}:
         return batched_nms(boxes, scores, labels, nms_cfg)[1]
     iou_thr = float(nms_cfg['iou_threshold'])
-    if boxes.device.type == 'cpu' and len(boxes) <= _CPU_SINGLE_NMS_MAX:
-        # one NMS over class-offset boxes; torchvision switches to a loop
-        # over classes above 1000 boxes, 4x slower at 1000-2000 on CPU
-        offsets = labels.to(boxes) * (boxes.max() + 1)
+    if len(boxes) <= _SINGLE_NMS_MAX.get(boxes.device.type, 0):
+        offsets = labels.to(boxes) * (boxes.max() - boxes.min() + 1)
         return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_thr)
+    # above the switch torchvision loops over classes (no shifting)
     return torchvision.ops.batched_nms(boxes, scores, labels, iou_thr)
 
 

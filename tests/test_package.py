@@ -6,15 +6,18 @@ import pytest
 
 def test_import_registers_modules():
     import convnextv2_yolo  # noqa: F401
-    from mmdet.registry import (HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TASK_UTILS,
+    from mmdet.registry import (DATASETS, HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TASK_UTILS,
                                 TRANSFORMS)
+    from mmengine.registry import FUNCTIONS
     expected = {
         MODELS: ['YOLO11CSPDarknet', 'ConvNeXtV2', 'YOLO11PAFPN', 'YOLO11Head', 'YOLODetector',
-                 'YOLODetDataPreprocessor'],
+                 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss'],
         TASK_UTILS: ['BatchTaskAlignedAssigner'],
         HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook'],
         TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine'],
         OPTIM_WRAPPER_CONSTRUCTORS: ['YOLOOptimWrapperConstructor'],
+        DATASETS: ['CheckedCocoDataset'],
+        FUNCTIONS: ['yolo_collate'],
     }
     for registry, names in expected.items():
         for name in names:

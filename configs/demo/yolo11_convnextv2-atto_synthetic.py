@@ -30,7 +30,7 @@ model = dict(
     bbox_head=dict(
         type='YOLO11Head', num_classes=num_classes, in_channels=[64, 128, 256],
         featmap_strides=(8, 16, 32), reg_max=16, cls_branch='yolo11',
-        loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, reduction='sum', loss_weight=0.5),
+        loss_cls=dict(type='YOLOBCELoss', reduction='sum', loss_weight=0.5),
         loss_bbox=dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
         loss_dfl=dict(type='mmdet.DistributionFocalLoss', reduction='sum', loss_weight=1.5)),
     train_cfg=dict(assigner=dict(type='BatchTaskAlignedAssigner', topk=10, alpha=0.5, beta=6.0, eps=1e-9)),

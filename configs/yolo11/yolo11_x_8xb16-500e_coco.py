@@ -17,7 +17,6 @@ model = dict(
         max_channels=max_channels,
         c3k_all=c3k_all),
     neck=dict(
-        in_channels=backbone_out_channels,
         deepen_factor=deepen_factor,
         widen_factor=widen_factor,
         max_channels=max_channels,

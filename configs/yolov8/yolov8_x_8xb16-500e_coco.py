@@ -15,7 +15,6 @@ model = dict(
         widen_factor=widen_factor,
         max_channels=max_channels),
     neck=dict(
-        in_channels=backbone_out_channels,
         deepen_factor=deepen_factor,
         widen_factor=widen_factor,
         max_channels=max_channels),

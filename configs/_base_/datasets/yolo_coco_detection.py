@@ -4,6 +4,9 @@
 # `close_mosaic_epochs` epochs train without mosaic (CloseMosaicHook).
 _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 
+# CocoDataset + clear errors for missing files, non-COCO JSON and class names
+# that are not categories of the annotation file
+dataset_type = 'CheckedCocoDataset'
 img_scale = (640, 640)  # (w, h)
 train_batch_size_per_gpu = 16
 train_num_workers = 8
@@ -55,14 +58,15 @@ train_dataloader = dict(
     pin_memory=True,
     collate_fn=dict(type='yolo_collate'),
     batch_sampler=None,
-    dataset=dict(filter_cfg=dict(filter_empty_gt=False, min_size=0), pipeline=train_pipeline))
+    dataset=dict(type=dataset_type, filter_cfg=dict(filter_empty_gt=False, min_size=0),
+                 pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=val_batch_size_per_gpu,
     num_workers=val_num_workers,
     persistent_workers=True,
     pin_memory=True,
     collate_fn=dict(type='yolo_collate'),
-    dataset=dict(pipeline=test_pipeline))
+    dataset=dict(type=dataset_type, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(type='CocoMetric', metric='bbox')  # AP at 100 dets, as pycocotools

@@ -4,3 +4,4 @@ from .synthetic import (SHAPES, SyntheticConfig, make_synthetic_dataset,  # noqa
 from .collate import pack_gt_instances, yolo_collate  # noqa: F401
 from .data_preprocessor import YOLODetDataPreprocessor  # noqa: F401
 from . import transforms  # noqa: F401
+from .checked_coco import CheckedCocoDataset  # noqa: F401

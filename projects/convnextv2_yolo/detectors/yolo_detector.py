@@ -1,6 +1,8 @@
 """Single-stage YOLO detector (backbone -> neck -> YOLO11Head)."""
-from typing import Union
+import copy
+from typing import List, Optional, Union
 
+import torch
 from mmdet.models.detectors.single_stage import SingleStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
@@ -16,10 +18,46 @@ class YOLODetector(SingleStageDetector):
     head as is; validation/test use the usual list of ``DetDataSample``.
     State-dict prefixes: ``backbone.``, ``neck.``, ``bbox_head.``.
 
+    So that a backbone swap is one config line, the neck's ``in_channels``
+    may be ``'auto'`` (read from the built backbone: its ``out_channels``
+    attribute, else one forward of a 64x64 input) and its ``sppf_c2psa``
+    ``'auto'`` (on, unless the backbone already ends with SPPF, as the native
+    ``YOLO11CSPDarknet`` does).
+
     Args: as :class:`mmdet.models.SingleStageDetector` (``backbone``,
         ``neck``, ``bbox_head``, ``train_cfg``, ``test_cfg``,
         ``data_preprocessor``, ``init_cfg``).
     """
+
+    def __init__(self, backbone: dict, neck: Optional[dict] = None, bbox_head: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+        super().__init__(backbone=backbone, neck=None, bbox_head=None, train_cfg=train_cfg,
+                         test_cfg=test_cfg, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if neck is not None:
+            self.neck = MODELS.build(self._resolve_neck(neck))
+        bbox_head = copy.deepcopy(bbox_head)
+        bbox_head.update(train_cfg=train_cfg, test_cfg=test_cfg)
+        self.bbox_head = MODELS.build(bbox_head)
+
+    def _resolve_neck(self, neck: dict) -> dict:
+        neck = copy.deepcopy(neck)
+        if neck.get('in_channels', 'auto') == 'auto':
+            neck['in_channels'] = self._backbone_channels()
+        if neck.get('sppf_c2psa') == 'auto':
+            neck['sppf_c2psa'] = not any(type(m).__name__ == 'SPPF' for m in self.backbone.modules())
+        return neck
+
+    def _backbone_channels(self) -> List[int]:
+        channels = getattr(self.backbone, 'out_channels', None)
+        if isinstance(channels, (list, tuple)) and all(isinstance(c, int) for c in channels):
+            return list(channels)
+        was_training = self.backbone.training
+        self.backbone.eval()
+        with torch.no_grad():
+            feats = self.backbone(torch.zeros(1, 3, 64, 64))
+        self.backbone.train(was_training)
+        return [f.shape[1] for f in feats]
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: Union[SampleList, dict]) -> dict:
         """Losses of a batch; ``batch_data_samples`` may be the packed dict."""

@@ -3,6 +3,7 @@ import copy
 from typing import List, Optional, Union
 
 import torch
+from mmdet.models.detectors.base import BaseDetector
 from mmdet.models.detectors.single_stage import SingleStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
@@ -32,8 +33,11 @@ class YOLODetector(SingleStageDetector):
     def __init__(self, backbone: dict, neck: Optional[dict] = None, bbox_head: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
-        super().__init__(backbone=backbone, neck=None, bbox_head=None, train_cfg=train_cfg,
-                         test_cfg=test_cfg, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        # SingleStageDetector.__init__ builds the neck before it could see the
+        # backbone: build the parts here instead
+        BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.train_cfg, self.test_cfg = train_cfg, test_cfg
         if neck is not None:
             self.neck = MODELS.build(self._resolve_neck(neck))
         bbox_head = copy.deepcopy(bbox_head)

@@ -1,8 +1,28 @@
-"""Config preparation shared by tools/train.py, tools/test.py and the demo."""
+"""CLI and config preparation shared by tools/train.py, tools/test.py and the demo."""
+import os
 import os.path as osp
-from argparse import Namespace
+from argparse import ArgumentParser, Namespace
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
+
+
+def parse_common_args(parser: ArgumentParser) -> Namespace:
+    """Add mmdet's shared options (--cfg-options, --launcher, --local-rank) and parse."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. train_dataloader.batch_size=8')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_runner(cfg: Config):
+    """mmengine's Runner, or the config's ``runner_type``."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
 def _common(cfg: Config, args: Namespace) -> Config:

@@ -11,31 +11,46 @@ def make_tiny_data(root: str, num_train: int = 8, num_val: int = 4, seed: int = 
                                   min_size=6, max_objects=3)
 
 
-def _resize_pipeline(pipeline, size: int) -> None:
-    for t in pipeline:
-        if t['type'] == 'LetterResize':
-            t['scale'] = (size, size)
-        elif t['type'] == 'CachedMosaic':
-            t['img_scale'] = (size, size)
-        elif t['type'] == 'YOLORandomAffine' and 'border' in t:
-            t['border'] = (-size // 2, -size // 2)
+def pipelines(size: int):
+    """(mosaic, plain, test) pipelines of the YOLO recipe at ``size`` px."""
+    pre = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True)]
+    post = [dict(type='YOLOHSVRandomAug'), dict(type='RandomFlip', prob=0.5),
+            dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1), keep_empty=True),
+            dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                                  'scale_factor', 'flip', 'flip_direction'))]
+    letterbox = dict(type='LetterResize', scale=(size, size), pad_val=dict(img=114), allow_scale_up=True)
+    mosaic = pre + [dict(type='CachedMosaic', img_scale=(size, size), pad_val=114.0, max_cached_images=8),
+                    dict(type='YOLORandomAffine', max_rotate_degree=0, max_shear_degree=0,
+                         scaling_ratio_range=(0.5, 1.5), border=(-size // 2, -size // 2),
+                         border_val=(114, 114, 114))] + post
+    plain = pre + [letterbox] + post
+    test = [dict(type='LoadImageFromFile'), dict(letterbox, allow_scale_up=False),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                                  'scale_factor', 'pad_param'))]
+    return mosaic, plain, test
 
 
 def tiny_cfg(data, work_dir: str, max_epochs: int = 2, size: int = 96, batch_size: int = 4,
-             close_epochs: int = 1, val_interval: int = 100):
-    """The demo config shrunk for tests (no workers, checkpoint every epoch)."""
+             close_epochs: int = 1, val_interval: int = 100, mosaic: bool = True):
+    """The demo's model and schedule with the recipe's mosaic -> plain pipelines, shrunk for tests.
+
+    Mosaic for the first ``max_epochs - close_epochs`` epochs (CloseMosaicHook), no
+    workers, a checkpoint every epoch.
+    """
     from mmengine.config import Config
     cfg = Config.fromfile(DEMO_CFG)
+    mosaic_pipeline, plain, test = pipelines(size)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dl = cfg[loader]
         dl.num_workers, dl.persistent_workers, dl.batch_size = 0, False, batch_size
         dl.dataset.data_root = data.root + '/'
-        _resize_pipeline(dl.dataset.pipeline, size)
+        dl.dataset.pipeline = test
+    cfg.train_dataloader.dataset.pipeline = mosaic_pipeline if mosaic else plain
     cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = data.ann_files['val']
-    for hook in cfg.custom_hooks:
-        if hook['type'] == 'CloseMosaicHook':
-            hook['close_epochs'] = close_epochs
-            _resize_pipeline(hook['switch_pipeline'], size)
+    cfg.custom_hooks = [h for h in cfg.custom_hooks if h['type'] != 'CloseMosaicHook']
+    if mosaic:
+        cfg.custom_hooks.append(dict(type='CloseMosaicHook', close_epochs=close_epochs, switch_pipeline=plain))
     cfg.train_cfg.max_epochs = max_epochs
     cfg.train_cfg.val_interval = val_interval
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
@@ -44,8 +59,3 @@ def tiny_cfg(data, work_dir: str, max_epochs: int = 2, size: int = 96, batch_siz
     cfg.launcher = 'none'
     return cfg
 
-
-def write_tiny_config(path: str, data, work_dir: str, **kwargs) -> str:
-    """Dump a tiny config to a file, for the command-line tools."""
-    tiny_cfg(data, work_dir, **kwargs).dump(path)
-    return path

@@ -12,26 +12,22 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _bbox_map(runner) -> float:
-    return runner.val_loop.run()['coco/bbox_mAP_50']
+    # an untrained model may predict nothing: CocoMetric then returns no keys
+    return runner.val_loop.run().get('coco/bbox_mAP_50', 0.0)
 
 
 def test_short_demo_run_improves_map(tmp_path):
     """16 images, evaluated on the training split: the detector must start fitting them."""
     from mmengine.runner import Runner
     data = make_tiny_data(str(tmp_path / 'shapes'), num_train=16, num_val=4, seed=3)
-    cfg = tiny_cfg(data, str(tmp_path / 'work'), max_epochs=25, size=96, batch_size=8, close_epochs=25)
+    cfg = tiny_cfg(data, str(tmp_path / 'work'), max_epochs=20, size=96, batch_size=8, mosaic=False)
     for key in ('val_dataloader', 'test_dataloader'):
         cfg[key].dataset.ann_file = 'annotations/instances_train.json'
         cfg[key].dataset.data_prefix = dict(img='images/train/')
     cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = data.ann_files['train']
-    cfg.optim_wrapper.optimizer.lr = 0.004
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
-    # no EMA (its weights exist only once training starts) and no mosaic switch
-    cfg.custom_hooks = [h for h in cfg.custom_hooks if h['type'] not in ('CloseMosaicHook', 'EMAHook')]
-    cfg.train_dataloader.dataset.pipeline = [t for t in cfg.train_dataloader.dataset.pipeline
-                                             if t['type'] not in ('CachedMosaic', 'YOLORandomAffine')]
-    cfg.train_dataloader.dataset.pipeline.insert(
-        2, dict(type='LetterResize', scale=(96, 96), pad_val=dict(img=114), allow_scale_up=True))
+    # no EMA: its weights exist only once training starts
+    cfg.custom_hooks = [h for h in cfg.custom_hooks if h['type'] != 'EMAHook']
     runner = Runner.from_cfg(cfg)
     before = _bbox_map(runner)
     runner.train()
@@ -48,5 +44,5 @@ def test_full_demo_reaches_target(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     m = re.search(r'^\s+mAP\s+([0-9.]+)$', res.stdout, re.M)
     assert m and float(m.group(1)) >= 0.5, res.stdout[-2000:]
-    for name in ('detections.jpg', 'curves.png'):
+    for name in ('detections.png', 'curves.png'):
         assert osp.isfile(osp.join(str(tmp_path / 'demo'), name))

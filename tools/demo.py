@@ -78,7 +78,7 @@ def main() -> None:
         if k.startswith('coco/bbox_'):
             print(f'    {k[len("coco/bbox_"):]:<8} {v:.3f}')
 
-    vis_path = osp.join(cfg.work_dir, 'detections.jpg')
+    vis_path = osp.join(cfg.work_dir, 'detections.png')
     curve_path = osp.join(cfg.work_dir, 'curves.png')
     render_detections(runner, ds, vis_path, num_images=args.num_vis)
     plot_curves(runner.log_dir, curve_path)

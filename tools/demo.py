@@ -38,6 +38,17 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def set_epochs(cfg: Config, epochs: int) -> None:
+    """Change max_epochs and stretch the epoch-based LR schedulers that end with it."""
+    old = cfg.train_cfg.max_epochs
+    cfg.train_cfg.max_epochs = epochs
+    for sched in cfg.get('param_scheduler') or []:
+        if sched.get('by_epoch', True) and sched.get('end') == old:
+            sched['end'] = epochs
+            if 'T_max' in sched:
+                sched['T_max'] = epochs - sched.get('begin', 0)
+
+
 def final_metrics(runner) -> dict:
     """The last validation's metrics (the EMA weights); validates again if none ran."""
     hub = runner.message_hub
@@ -63,7 +74,7 @@ def main() -> None:
     for key, loader in (('val_evaluator', 'val_dataloader'), ('test_evaluator', 'test_dataloader')):
         cfg[key].ann_file = osp.join(data_root, cfg[loader].dataset.ann_file)
     if args.epochs is not None:
-        cfg.train_cfg.max_epochs = args.epochs
+        set_epochs(cfg, args.epochs)
     cfg.work_dir = osp.abspath(args.work_dir)
     cfg.launcher = 'none'
 

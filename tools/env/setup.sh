@@ -80,9 +80,9 @@ for spec in sys.argv[1:]:
 PY
 }
 
-mmcv_ok() { "$VENV_PY" - <<PY >/dev/null 2>&1
+mmcv_ok() { "$VENV_PY" - <<PY >"$TMP_DIR/mmcv_check.log" 2>&1
 import mmcv, mmcv.ops
-assert mmcv.__version__ == "$MMCV_VERSION"
+assert mmcv.__version__ == "$MMCV_VERSION", mmcv.__version__
 from mmcv.ops import nms  # loads the compiled extension
 PY
 }
@@ -139,8 +139,12 @@ install_mmcv() {
   fi
   pip_i --no-deps --force-reinstall -q "$wheel"
   if ! mmcv_ok; then
-    rm -f "$wheel"
-    die "the mmcv wheel for $key does not load (removed from the cache); re-run to rebuild"
+    tail -n 5 "$TMP_DIR/mmcv_check.log" >&2
+    if grep -q -e 'undefined symbol' -e '_ext' "$TMP_DIR/mmcv_check.log"; then
+      rm -f "$wheel"   # built against another torch: never reuse it
+      die "the mmcv wheel for $key does not load its compiled ops (removed from the cache); re-run to rebuild"
+    fi
+    die "mmcv $MMCV_VERSION does not import (see above)"
   fi
 }
 
@@ -195,12 +199,14 @@ if ! build_tools_ok || ! have "torch==$TORCH_VERSION" "torchvision==$TORCHVISION
   pip_i -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" || die "installing torch $TORCH_VERSION failed (see above)"
 fi
 
-install_mmcv
-
-log "installing mmengine / mmdet / mmpretrain / pycocotools / openmim and this package (editable)"
+log "installing mmengine / mmdet / mmpretrain / pycocotools / openmim (mmcv's runtime dependencies among them)"
 pip_i -q -r "$REPO_ROOT/requirements/runtime.txt" -r "$REPO_ROOT/requirements/tests.txt" \
   "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" || die "installing the OpenMMLab packages failed (see above)"
 pip_i -q --no-deps "openmim==0.3.9"
+
+install_mmcv
+
+log "installing this package (editable)"
 pip_i -q --no-deps --no-build-isolation -e "$REPO_ROOT" || die "pip install -e $REPO_ROOT failed"
 
 "$VENV_PY" - <<'PY' || die "the environment does not import cleanly (see above); re-run to repair"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from _tiny import make_tiny_data, tiny_cfg
+from _tiny import tiny_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -17,10 +17,13 @@ def _bbox_map(runner) -> float:
 
 
 def test_short_demo_run_improves_map(tmp_path):
-    """16 images, evaluated on the training split: the detector must start fitting them."""
+    """16 images of 128 px, evaluated on the training split: 100 iterations must start fitting them."""
     from mmengine.runner import Runner
-    data = make_tiny_data(str(tmp_path / 'shapes'), num_train=16, num_val=4, seed=3)
-    cfg = tiny_cfg(data, str(tmp_path / 'work'), max_epochs=20, size=96, batch_size=8, mosaic=False)
+    from convnextv2_yolo.datasets.synthetic import make_synthetic_dataset
+    data = make_synthetic_dataset(str(tmp_path / 'shapes'), num_train=16, num_val=4, seed=3, img_size=128,
+                                  min_size=12, max_objects=4)
+    cfg = tiny_cfg(data, str(tmp_path / 'work'), max_epochs=50, size=128, batch_size=8, mosaic=False)
+    cfg.randomness = dict(seed=0)
     for key in ('val_dataloader', 'test_dataloader'):
         cfg[key].dataset.ann_file = 'annotations/instances_train.json'
         cfg[key].dataset.data_prefix = dict(img='images/train/')
@@ -32,7 +35,8 @@ def test_short_demo_run_improves_map(tmp_path):
     before = _bbox_map(runner)
     runner.train()
     after = _bbox_map(runner)
-    assert after > before + 0.1, (before, after)
+    print(f'mAP50 before {before:.3f} after {after:.3f}')
+    assert after > before + 0.2, (before, after)  # measured: 0.000 -> 0.442 (seed 0)
 
 
 @pytest.mark.slow

@@ -60,3 +60,28 @@ def test_config_builds(path):
 @pytest.mark.parametrize('path', [p for p in CONFIGS if any(h in p for h in HEAVY)], ids=_rel)
 def test_heavy_config_builds(path):
     _build(path)
+
+
+@pytest.mark.parametrize('backbone,channels', [
+    (dict(type='ResNet', depth=18, out_indices=(1, 2, 3), init_cfg=None), [128, 256, 512]),
+    (dict(type='mmpretrain.ConvNeXt', arch='tiny', out_indices=(1, 2, 3), gap_before_final_norm=False),
+     [192, 384, 768]),
+    (dict(type='ConvNeXtV2', arch='atto'), [80, 160, 320]),
+])
+def test_one_line_backbone_swap(backbone, channels):
+    """Only model.backbone changes: the neck reads the channels and adds SPPF + C2PSA."""
+    import torch
+    import convnextv2_yolo  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'yolo11', 'yolo11_n_8xb16-500e_coco.py'))
+    native = MODELS.build(cfg.model)
+    assert native.neck.sppf_c2psa is False  # the native backbone ends with SPPF + C2PSA
+    cfg.model.backbone = backbone
+    model = MODELS.build(cfg.model).eval()
+    assert model.neck.in_channels == channels and model.neck.sppf_c2psa is True
+    with torch.no_grad():
+        cls_scores, _ = model(torch.zeros(1, 3, 64, 64), mode='tensor')
+    assert [tuple(s.shape[-2:]) for s in cls_scores] == [(8, 8), (4, 4), (2, 2)]

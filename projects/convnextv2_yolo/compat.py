@@ -112,8 +112,9 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
     except pickle.UnpicklingError as e:
         if 'Unsupported global' in str(e) or 'GLOBAL' in str(e):
             raise CheckpointLoadError(
-                f'refusing to load {filename}: it holds pickled objects outside the safe '
-                f'allow-list ({_first_line_with(str(e), "GLOBAL")}). If you produced this file '
+                f'refusing to load {filename}: it holds pickled objects that safe loading '
+                f'(torch.load(weights_only=True)) does not allow ({_first_line_with(str(e), "GLOBAL")}). '
+                f'If you produced this file '
                 f'yourself (e.g. an older mmengine checkpoint), trust it explicitly with '
                 f'{TRUST_ENV}={filename}') from None
         raise CheckpointLoadError(f'{filename} is not a valid checkpoint (corrupt or truncated): '

@@ -14,10 +14,11 @@ Example::
         convnextv2_atto_1k_224_fcmae.pt convnextv2-atto_fcmae_mmdet.pth
 """
 import argparse
-import importlib.util
+import importlib
 import os
 import os.path as osp
 import sys
+import types
 from collections import Counter
 
 import torch
@@ -31,13 +32,15 @@ def _checkpoint_module():
         from convnextv2_yolo.backbones import convnextv2_checkpoint
         return convnextv2_checkpoint
     except ImportError:
-        path = osp.join(ROOT, 'projects', 'convnextv2_yolo', 'backbones',
-                        'convnextv2_checkpoint.py')
-        spec = importlib.util.spec_from_file_location(
-            'convnextv2_checkpoint', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        # bare packages (no __init__ run, so no mmdet) over the source folders:
+        # the module and its relative import of ``compat`` need torch only
+        pkg = osp.join(ROOT, 'projects', 'convnextv2_yolo')
+        for name, folder in (('convnextv2_yolo', pkg),
+                             ('convnextv2_yolo.backbones', osp.join(pkg, 'backbones'))):
+            module = types.ModuleType(name)
+            module.__path__ = [folder]
+            sys.modules[name] = module
+        return importlib.import_module('convnextv2_yolo.backbones.convnextv2_checkpoint')
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -18,13 +18,13 @@ Formats (see ``docs/convnextv2_backbone.md``):
 import math
 import os
 import os.path as osp
-import pickle
 import re
-import zipfile
 from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
+
+from .. import compat
 
 FORMATS = ('mmpretrain', 'fcmae', 'official', 'timm')
 BACKBONE_PREFIX = 'backbone.'
@@ -56,7 +56,7 @@ def _resolve_url(url: str) -> str:
 
 
 def safe_torch_load(path: str) -> dict:
-    """``torch.load(weights_only=True)`` with clear errors.
+    """:func:`convnextv2_yolo.compat.safe_torch_load` that also wants a dict.
 
     Args:
         path (str): Local checkpoint file.
@@ -69,30 +69,10 @@ def safe_torch_load(path: str) -> dict:
         CheckpointFormatError: the file holds pickled code/objects (refused
             by safe loading), is corrupt or truncated, or is not a dict.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Checkpoint file not found: {path}')
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as e:
-        refused = re.search(r'unsupported global:?\s*(?:GLOBAL\s*)?([\w.]+)',
-                            str(e), re.IGNORECASE)
-        if refused:
-            raise CheckpointFormatError(
-                f'Refusing to load {path}: it holds the pickled Python object '
-                f'"{refused.group(1)}", which safe loading '
-                '(torch.load(weights_only=True)) does not allow. Re-save the '
-                'weights as a plain dict of tensors, e.g. '
-                '{"state_dict": model.state_dict()} (a truncated '
-                'legacy-format file can also show this).') from None
-        raise CheckpointFormatError(
-            f'Checkpoint {path} is corrupt or truncated (not a readable '
-            'torch checkpoint).') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
-            OSError) as e:
-        detail = (str(e).strip().splitlines() or [''])[0][:200]
-        raise CheckpointFormatError(
-            f'Checkpoint {path} is corrupt or truncated '
-            f'({type(e).__name__}: {detail}).') from None
+        obj = compat.safe_torch_load(path, map_location='cpu')
+    except compat.CheckpointLoadError as e:
+        raise CheckpointFormatError(str(e)) from None
     if not isinstance(obj, dict):
         raise CheckpointFormatError(
             f'Checkpoint {path} holds a {type(obj).__name__}, expected a dict '

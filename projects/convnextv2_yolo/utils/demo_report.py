@@ -31,9 +31,7 @@ def render_detections(runner, dataset, out_path: str, num_images: int = 8,
         raise FileNotFoundError(f'no validation images in {dataset.img_dirs["val"]}')
     results = inference_detector(model, paths)
     vis = DetLocalVisualizer(name=f'demo_vis_{id(out_path)}')
-    vis.dataset_meta = dict(classes=tuple(dataset.classes),
-                            palette=[(220, 20, 60), (0, 130, 255), (0, 180, 80), (255, 180, 0),
-                                     (160, 60, 220), (0, 200, 200)][:len(dataset.classes)])
+    vis.dataset_meta = dataset.metainfo  # classes and their palette
     tiles = []
     for path, result in zip(paths, results):
         img = mmcv.imread(path, channel_order='rgb')

@@ -6,7 +6,7 @@ deepen_factor = 1.0
 widen_factor = 1.0
 max_channels = 512
 c3k_all = True  # every C3k2 uses C3k blocks at m/l/x
-backbone_out_channels = [512, 512, 512]  # real P3/P4/P5 channels
+# the backbone's real P3/P4/P5 channels, [512, 512, 512], are read by the neck (in_channels='auto')
 neck_out_channels = [256, 512, 512]
 num_classes = 80
 

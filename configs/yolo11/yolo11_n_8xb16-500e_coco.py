@@ -6,7 +6,7 @@ deepen_factor = 0.5
 widen_factor = 0.25
 max_channels = 1024
 c3k_all = False
-backbone_out_channels = [128, 128, 256]  # real P3/P4/P5 channels
+# the backbone's real P3/P4/P5 channels, [128, 128, 256], are read by the neck (in_channels='auto')
 neck_out_channels = [64, 128, 256]
 num_classes = 80
 

@@ -5,7 +5,7 @@ _base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_recipe_500e.py']
 deepen_factor = 1.0
 widen_factor = 1.0
 max_channels = 512
-backbone_out_channels = [256, 512, 512]  # real P3/P4/P5 channels
+# the backbone's real P3/P4/P5 channels, [256, 512, 512], are read by the neck (in_channels='auto')
 neck_out_channels = [256, 512, 512]
 num_classes = 80
 

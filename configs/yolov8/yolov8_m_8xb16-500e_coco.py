@@ -5,7 +5,7 @@ _base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_recipe_500e.py']
 deepen_factor = 0.67
 widen_factor = 0.75
 max_channels = 768
-backbone_out_channels = [192, 384, 576]  # real P3/P4/P5 channels
+# the backbone's real P3/P4/P5 channels, [192, 384, 576], are read by the neck (in_channels='auto')
 neck_out_channels = [192, 384, 576]
 num_classes = 80
 

@@ -5,7 +5,7 @@ _base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_recipe_500e.py']
 deepen_factor = 1.0
 widen_factor = 1.25
 max_channels = 512
-backbone_out_channels = [320, 640, 640]  # real P3/P4/P5 channels
+# the backbone's real P3/P4/P5 channels, [320, 640, 640], are read by the neck (in_channels='auto')
 neck_out_channels = [320, 640, 640]
 num_classes = 80
 

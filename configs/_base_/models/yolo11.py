@@ -11,7 +11,7 @@ max_channels = 1024
 c3k_all = False  # True at scales m, l, x: every C3k2 uses C3k blocks
 # Real channels (after scaling) of the backbone's P3/P4/P5 and of the neck's
 # outputs; the neck never rescales its in_channels.
-backbone_out_channels = [128, 128, 256]
+# backbone P3/P4/P5 channels at this scale: [128, 128, 256] (the neck reads them itself)
 neck_out_channels = [64, 128, 256]
 
 model = dict(

@@ -10,7 +10,7 @@ widen_factor = 0.25
 max_channels = 1024
 # Real channels (after scaling) of the backbone's P3/P4/P5 and of the neck's
 # outputs; the neck never rescales its in_channels.
-backbone_out_channels = [64, 128, 256]
+# backbone P3/P4/P5 channels at this scale: [64, 128, 256] (the neck reads them itself)
 neck_out_channels = [64, 128, 256]
 
 model = dict(

@@ -132,3 +132,33 @@ def test_gradients_reach_all_stages():
     sum(o.mean() for o in model(torch.randn(1, 3, 64, 64))).backward()
     head = nn.ModuleList([model.downsample_layers[0], model.stages[0]])
     assert all(p.grad is not None for p in head.parameters())
+
+
+@pytest.mark.parametrize('data_format,shape', [('channel_last', (2, 5, 6, 8)),
+                                               ('channel_first', (2, 8, 5, 6))])
+def test_fused_grn_matches_mmpretrain(data_format, shape):
+    from mmpretrain.models.utils import GRN as MMPretrainGRN
+
+    from convnextv2_yolo.layers import GRN
+    ref, ours = MMPretrainGRN(8), GRN(8)
+    with torch.no_grad():
+        ref.gamma.normal_()
+        ref.beta.normal_()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(*shape, requires_grad=True)
+    y_ref, y = ref(x, data_format), ours(x, data_format)
+    torch.testing.assert_close(y, y_ref)
+    g_ref = torch.autograd.grad(y_ref.square().sum(), [x, ref.gamma, ref.beta])
+    g = torch.autograd.grad(y.square().sum(), [x, ours.gamma, ours.beta])
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match='data_format'):
+        ours(x, 'nhwc')
+
+
+def test_backbone_uses_fused_grn_with_mmpretrain_keys():
+    from convnextv2_yolo.layers import GRN
+    model = ConvNeXtV2(arch=TINY)
+    grns = [m for m in model.modules() if 'GRN' in type(m).__name__]
+    assert grns and all(isinstance(m, GRN) for m in grns)
+    assert 'stages.0.0.grn.gamma' in model.state_dict()

@@ -1,7 +1,7 @@
 # The demo (README's first command): ConvNeXt V2-atto + YOLO11 PAFPN (with
 # SPPF + C2PSA on P5) + YOLO11-n head, trained from scratch (no weights can be
 # downloaded) on the synthetic shapes dataset, made on first use by tools/demo.py.
-# Sized for ~10 minutes on 2 CPU cores: 160-px images, 1100 iterations of
+# Sized for ~10 minutes on 2 CPU cores: 160-px images, 1200 iterations of
 # batch 8. With so few iterations the heavy mosaic/affine augmentation of the
 # full recipe slows convergence, so the demo trains on letterboxed images with
 # flip + HSV only (the COCO configs keep the full recipe).
@@ -12,13 +12,15 @@ custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)
 # ---- data: generated on first use by tools/demo.py (tools/misc/make_synthetic_dataset.py)
 data_root = 'data/synthetic_shapes/'
 img_size = 160
+# objects of 20-72 px, at most 2 distractors and light noise: with more clutter
+# (min_size 10, 6 distractors, noise 8) the same schedule reaches 0.31 mAP
 synthetic_dataset = dict(num_train=800, num_val=100, seed=0, img_size=img_size, classes=4,
-                         min_size=10, max_objects=6)
+                         min_size=20, max_objects=6, max_distractors=2, noise_std=4.0)
 classes = ('rectangle', 'ellipse', 'triangle', 'star')
 metainfo = dict(classes=classes)
 num_classes = len(classes)
 img_scale = (img_size, img_size)
-max_epochs = 11
+max_epochs = 12
 batch_size = 8
 base_lr = 0.004
 
@@ -97,5 +99,6 @@ custom_hooks = [
          priority=49),
     dict(type='NumClassCheckHook'),
 ]
+randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
 log_processor = dict(window_size=25)

@@ -10,6 +10,7 @@ from mmpretrain.models.backbones import ConvNeXt as _MMPretrainConvNeXt
 from torch.utils.checkpoint import checkpoint
 
 from mmdet.registry import MODELS
+from ..layers import GRN
 from .convnextv2_checkpoint import (BACKBONE_PREFIX, CheckpointFormatError,
                                     infer_arch, load_mmpretrain_state_dict)
 
@@ -141,6 +142,10 @@ class ConvNeXtV2(_MMPretrainConvNeXt):
             with_cp=False,  # checkpointing is done here, non-reentrant
             init_cfg=other_init,
             **block_cfg)
+        for stage in self.stages:
+            for block in stage:
+                if getattr(block, 'grn', None) is not None:
+                    block.grn = GRN(block.grn.in_channels, block.grn.eps)
         self.arch = arch
         self.version = version
         self.with_cp = with_cp

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -365,9 +366,11 @@ def test_truncated_and_garbage_files(ref, tmp_path):
     data = good.read_bytes()
     truncated = tmp_path / 'truncated.pth'
     truncated.write_bytes(data[:len(data) // 2])
-    garbage = tmp_path / 'garbage.pth'
-    garbage.write_bytes(os.urandom(2048))
-    for path in (truncated, garbage):
+    garbages = []
+    for seed in range(20):  # random bytes fail in many places of the unpickler
+        garbages.append(tmp_path / f'garbage{seed}.pth')
+        garbages[-1].write_bytes(np.random.default_rng(seed).bytes(2048))
+    for path in [truncated] + garbages:
         with pytest.raises(CheckpointFormatError,
                            match='corrupt or truncated') as e:
             load_backbone(path)

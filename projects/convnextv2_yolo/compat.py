@@ -24,6 +24,7 @@ function with a one-line reason; README "Compatibility fixes" lists them.
 import os
 import os.path as osp
 import pickle
+import struct
 import zipfile
 from typing import Any, Callable, List, Optional, Set
 
@@ -128,6 +129,10 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
                 f'{filename} is not a valid checkpoint (corrupt or truncated): '
                 f'{msg.splitlines()[0] if msg else type(e).__name__}') from None
         raise
+    except (IndexError, KeyError, TypeError, AssertionError, AttributeError, struct.error) as e:
+        # random bytes that pass as a legacy pickle stream fail inside the unpickler
+        raise CheckpointLoadError(f'{filename} is not a valid checkpoint (corrupt or truncated): '
+                                  f'{type(e).__name__}: {e}') from None
 
 
 def _first_line_with(text: str, needle: str) -> str:

@@ -146,6 +146,7 @@ class ConvNeXtV2(_MMPretrainConvNeXt):
             for block in stage:
                 if getattr(block, 'grn', None) is not None:
                     block.grn = GRN(block.grn.in_channels, block.grn.eps)
+        self._freeze_stages()  # the new GRNs of frozen stages too
         self.arch = arch
         self.version = version
         self.with_cp = with_cp

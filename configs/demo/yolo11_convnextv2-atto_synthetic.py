@@ -1,7 +1,7 @@
 # The demo (README's first command): ConvNeXt V2-atto + YOLO11 PAFPN (with
 # SPPF + C2PSA on P5) + YOLO11-n head, trained from scratch (no weights can be
 # downloaded) on the synthetic shapes dataset, made on first use by tools/demo.py.
-# Sized for ~10 minutes on 2 CPU cores: 160-px images, 1200 iterations of
+# Sized for ~10 minutes on 2 CPU cores: 160-px images, 1100 iterations of
 # batch 8. With so few iterations the heavy mosaic/affine augmentation of the
 # full recipe slows convergence, so the demo trains on letterboxed images with
 # flip + HSV only (the COCO configs keep the full recipe).
@@ -20,7 +20,7 @@ classes = ('rectangle', 'ellipse', 'triangle', 'star')
 metainfo = dict(classes=classes)
 num_classes = len(classes)
 img_scale = (img_size, img_size)
-max_epochs = 12
+max_epochs = 11
 batch_size = 8
 base_lr = 0.004
 

@@ -118,21 +118,21 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
                 f'If you produced this file '
                 f'yourself (e.g. an older mmengine checkpoint), trust it explicitly with '
                 f'{TRUST_ENV}={filename}') from None
-        raise CheckpointLoadError(f'{filename} is not a valid checkpoint (corrupt or truncated): '
-                                  f'{_first_line_with(str(e), "error")}') from None
+        raise _corrupt(filename, _first_line_with(str(e), 'error')) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         msg = str(e)
         if isinstance(e, (EOFError, OSError, zipfile.BadZipFile)) or any(
                 s in msg for s in ('zip archive', 'PytorchStreamReader', 'Ran out of input',
                                    'invalid load key', 'file not found in archive')):
-            raise CheckpointLoadError(
-                f'{filename} is not a valid checkpoint (corrupt or truncated): '
-                f'{msg.splitlines()[0] if msg else type(e).__name__}') from None
+            raise _corrupt(filename, msg.splitlines()[0] if msg else type(e).__name__) from None
         raise
     except (IndexError, KeyError, TypeError, AssertionError, AttributeError, struct.error) as e:
         # random bytes that pass as a legacy pickle stream fail inside the unpickler
-        raise CheckpointLoadError(f'{filename} is not a valid checkpoint (corrupt or truncated): '
-                                  f'{type(e).__name__}: {e}') from None
+        raise _corrupt(filename, f'{type(e).__name__}: {e}') from None
+
+
+def _corrupt(filename: str, detail: str) -> CheckpointLoadError:
+    return CheckpointLoadError(f'{filename} is not a valid checkpoint (corrupt or truncated): {detail}')
 
 
 def _first_line_with(text: str, needle: str) -> str:

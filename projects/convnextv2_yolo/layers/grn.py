@@ -16,14 +16,13 @@ class GRN(_MMPretrainGRN):
     def forward(self, x: torch.Tensor,
                 data_format: str = 'channel_first') -> torch.Tensor:
         if data_format == 'channel_last':
-            spatial, shape = (1, 2), (-1, )
+            spatial, channel, shape = (1, 2), -1, (-1, )
         elif data_format == 'channel_first':
-            spatial, shape = (2, 3), (-1, 1, 1)
+            spatial, channel, shape = (2, 3), 1, (-1, 1, 1)
         else:
             raise ValueError(f'data_format must be "channel_first" or '
                              f'"channel_last", got {data_format!r}')
         gx = torch.linalg.vector_norm(x, dim=spatial, keepdim=True)
-        channel_dim = -1 if data_format == 'channel_last' else 1
-        nx = gx / (gx.mean(dim=channel_dim, keepdim=True) + self.eps)
+        nx = gx / (gx.mean(dim=channel, keepdim=True) + self.eps)
         return torch.addcmul(self.beta.view(shape), x,
                              1 + self.gamma.view(shape) * nx)

@@ -19,7 +19,7 @@ def pipelines(size: int):
             dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                                                   'scale_factor', 'flip', 'flip_direction'))]
     letterbox = dict(type='LetterResize', scale=(size, size), pad_val=dict(img=114), allow_scale_up=True)
-    mosaic = pre + [dict(type='CachedMosaic', img_scale=(size, size), pad_val=114.0, max_cached_images=8),
+    mosaic = pre + [dict(type='YOLOMosaic', img_scale=(size, size), pad_val=114.0, max_cached_images=8),
                     dict(type='YOLORandomAffine', max_rotate_degree=0, max_shear_degree=0,
                          scaling_ratio_range=(0.5, 1.5), border=(-size // 2, -size // 2),
                          border_val=(114, 114, 114))] + post

@@ -3,11 +3,12 @@ import argparse
 import copy
 import os
 import os.path as osp
-import pickle
+import shutil
 
 import pytest
 import torch
 
+from _subprocess import PY, run_tool
 from _tiny import make_tiny_data, tiny_cfg as _tiny_cfg
 
 
@@ -16,18 +17,51 @@ def tiny_data(tmp_path_factory):
     return make_tiny_data(str(tmp_path_factory.mktemp('shapes')))
 
 
+def _cfg_file(tiny_data, work_dir, path, max_epochs):
+    """The tiny recipe, validating every epoch, as a config file for tools/train.py."""
+    cfg = _tiny_cfg(tiny_data, work_dir, max_epochs=max_epochs, val_interval=1)
+    cfg.dump(str(path))
+    return str(path)
+
+
 @pytest.fixture(scope='module')
 def two_epoch_run(tiny_data, tmp_path_factory):
-    import convnextv2_yolo  # noqa: F401
-    from mmengine.runner import Runner
-    from convnextv2_yolo.utils.launch import prepare_train_cfg
+    """2 epochs with a validation after each, trained by tools/train.py in its own process."""
     work_dir = str(tmp_path_factory.mktemp('work'))
-    args = argparse.Namespace(launcher='none', work_dir=work_dir, cfg_options=None, amp=False,
-                              auto_scale_lr=False, resume=None)
-    cfg = prepare_train_cfg(_tiny_cfg(tiny_data, work_dir, max_epochs=2), args)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    return work_dir, len(runner.train_dataloader)
+    cfg = _cfg_file(tiny_data, work_dir, tmp_path_factory.mktemp('cfg') / 'two_epochs.py', max_epochs=2)
+    run_tool([PY, 'tools/train.py', cfg, '--work-dir', work_dir])
+    ckpt = torch.load(osp.join(work_dir, 'epoch_2.pth'), weights_only=True)
+    return work_dir, ckpt['meta']['iter'] // 2
+
+
+def test_history_buffer_statistics_in_a_fresh_process(tmp_path):
+    """A message hub saved with the package imported loads in a new process with every statistic."""
+    path = str(tmp_path / 'hub.pth')
+    save = ('import torch, convnextv2_yolo; from mmengine.logging import HistoryBuffer; '
+            f'torch.save({{"message_hub": {{"log_scalars": {{"val/time": HistoryBuffer([0.5, 1.5], [1, 1])}}}}}}, '
+            f'{path!r})')
+    run_tool([PY, '-c', save])
+    load = ('import convnextv2_yolo; from mmengine.runner.checkpoint import _load_checkpoint; '
+            f'buf = _load_checkpoint({path!r})["message_hub"]["log_scalars"]["val/time"]; '
+            'print("STATS", buf.statistics("mean"), buf.statistics("min"), buf.statistics("max"), '
+            'buf.statistics("current"), buf.mean(1))')
+    out = run_tool([PY, '-c', load]).stdout.split('STATS')[-1].split()
+    assert [float(v) for v in out] == [1.0, 0.5, 1.5, 1.5, 1.5]
+
+
+def test_resume_in_a_new_process_validates_after_resuming(two_epoch_run, tiny_data, tmp_path):
+    """`tools/train.py CONFIG --resume` in a new process: epoch 3 trains, then validates and logs."""
+    work_dir, _ = two_epoch_run
+    resumed = str(tmp_path / 'resumed')
+    shutil.copytree(work_dir, resumed)
+    with open(osp.join(resumed, 'last_checkpoint'), 'w') as f:  # the copy's own checkpoint
+        f.write(osp.join(resumed, 'epoch_2.pth'))
+    cfg = _cfg_file(tiny_data, resumed, tmp_path / 'three_epochs.py', max_epochs=3)
+    res = run_tool([PY, 'tools/train.py', cfg, '--work-dir', resumed, '--resume'])
+    log = res.stdout + res.stderr
+    assert 'resumed epoch: 2' in log
+    assert 'Epoch(val) [3]' in log and 'coco/bbox_mAP' in log.split('Epoch(val) [3]')[-1]
+    assert osp.isfile(osp.join(resumed, 'epoch_3.pth'))
 
 
 def test_checkpoint_holds_only_allow_listed_globals(two_epoch_run):

@@ -12,7 +12,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _bbox_map(runner) -> float:
-    # an untrained model may predict nothing: CocoMetric then returns no keys
+    # an untrained model may predict nothing: its metrics are then 0
     return runner.val_loop.run().get('coco/bbox_mAP_50', 0.0)
 
 

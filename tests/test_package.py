@@ -6,16 +6,18 @@ import pytest
 
 def test_import_registers_modules():
     import convnextv2_yolo  # noqa: F401
-    from mmdet.registry import (DATASETS, HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TASK_UTILS,
-                                TRANSFORMS)
+    from mmdet.registry import (DATASETS, HOOKS, METRICS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
+                                TASK_UTILS, TRANSFORMS)
     from mmengine.registry import FUNCTIONS
     expected = {
         MODELS: ['YOLO11CSPDarknet', 'ConvNeXtV2', 'YOLO11PAFPN', 'YOLO11Head', 'YOLODetector',
-                 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss'],
+                 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss', 'YOLOModelEMA'],
         TASK_UTILS: ['BatchTaskAlignedAssigner'],
-        HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook'],
-        TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine'],
+        HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook', 'YOLOEMAHook'],
+        TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine', 'YOLOMosaic'],
         OPTIM_WRAPPER_CONSTRUCTORS: ['YOLOOptimWrapperConstructor'],
+        OPTIM_WRAPPERS: ['YOLOOptimWrapper', 'YOLOAmpOptimWrapper'],
+        METRICS: ['CheckedCocoMetric'],
         DATASETS: ['CheckedCocoDataset'],
         FUNCTIONS: ['yolo_collate'],
     }

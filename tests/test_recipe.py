@@ -20,19 +20,23 @@ class _Net(nn.Module):
         self.ln = nn.LayerNorm(4)
 
 
-def _build_wrapper(batch_size_per_gpu=16, nbs=64, **wrapper):
+def _build_wrapper(total_batch=16, nbs=64, **wrapper):
+    """YOLOOptimWrapperConstructor on a small net; the wrapper told the batch (as the hook does)."""
     from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
     cfg = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.937, nesterov=True,
-                                                     weight_decay=5e-4, batch_size_per_gpu=batch_size_per_gpu),
-               **wrapper)
+                                                     weight_decay=5e-4), **wrapper)
     constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type='YOLOOptimWrapperConstructor', optim_wrapper_cfg=cfg,
                                                         paramwise_cfg=dict(nominal_batch_size=nbs)))
     net = _Net()
-    return net, constructor(net)
+    wrapper = constructor(net)
+    if total_batch is not None:
+        wrapper.set_total_batch_size(total_batch)
+    return net, wrapper
 
 
 def test_optimizer_groups_follow_the_reference():
-    net, wrapper = _build_wrapper(batch_size_per_gpu=16)
+    net, wrapper = _build_wrapper(total_batch=16)
+    assert type(wrapper).__name__ == 'YOLOOptimWrapper'
     bias, decay, norm = wrapper.optimizer.param_groups
     ids = lambda g: {id(p) for p in g['params']}  # noqa: E731
     assert bias['yolo_bias'] and ids(bias) == {id(net.bn.bias), id(net.fc.bias), id(net.ln.bias)}
@@ -45,7 +49,7 @@ def test_optimizer_groups_follow_the_reference():
 
 
 def test_weight_decay_scales_with_large_batch():
-    _, wrapper = _build_wrapper(batch_size_per_gpu=128)
+    _, wrapper = _build_wrapper(total_batch=128)
     assert wrapper._accumulative_counts == 1
     assert wrapper.optimizer.param_groups[1]['weight_decay'] == pytest.approx(5e-4 * 128 / 64)
 
@@ -65,14 +69,22 @@ def test_grn_parameters_get_no_decay():
     assert grn and all(id(p) in no_decay for p in grn)
 
 
-def _runner_stub(net, wrapper, it, epoch, max_epochs=10, iters_per_epoch=50):
+class _Loader(list):
+    """len() = iterations per epoch, like a DataLoader."""
+
+    def __init__(self, iters_per_epoch, batch_size):
+        super().__init__([None] * iters_per_epoch)
+        self.batch_size = batch_size
+
+
+def _runner_stub(net, wrapper, it, epoch, max_epochs=10, iters_per_epoch=50, batch_size=64):
     return SimpleNamespace(optim_wrapper=wrapper, iter=it, epoch=epoch, max_epochs=max_epochs,
-                           train_dataloader=[None] * iters_per_epoch)
+                           train_dataloader=_Loader(iters_per_epoch, batch_size))
 
 
 def test_warmup_and_linear_decay():
     from convnextv2_yolo.engine.hooks import YOLOParamSchedulerHook
-    net, wrapper = _build_wrapper(batch_size_per_gpu=64)
+    net, wrapper = _build_wrapper(total_batch=None)
     hook = YOLOParamSchedulerHook(lr_factor=0.01, warmup_epochs=3, warmup_min_iters=100,
                                   warmup_bias_lr=0.1, warmup_momentum=0.8)
     hook.before_train(_runner_stub(net, wrapper, 0, 0))
@@ -153,7 +165,7 @@ def test_resume_in_the_close_mosaic_phase_keeps_the_plain_pipeline(tiny_data, tm
     runner = Runner.from_cfg(cfg)
     runner.register_hook(Record(), priority='LOWEST')
     runner.train()
-    assert 'CachedMosaic' in seen[1] and 'CachedMosaic' not in seen[2]
+    assert 'YOLOMosaic' in seen[1] and 'YOLOMosaic' not in seen[2]
 
     seen.clear()
     args = argparse.Namespace(launcher='none', work_dir=work_dir, cfg_options=None, amp=False,
@@ -162,4 +174,4 @@ def test_resume_in_the_close_mosaic_phase_keeps_the_plain_pipeline(tiny_data, tm
     runner = Runner.from_cfg(cfg)
     runner.register_hook(Record(), priority='LOWEST')
     runner.train()
-    assert list(seen) == [3] and 'CachedMosaic' not in seen[3] and 'LetterResize' in seen[3]
+    assert list(seen) == [3] and 'YOLOMosaic' not in seen[3] and 'LetterResize' in seen[3]

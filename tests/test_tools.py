@@ -5,28 +5,12 @@ import os
 import os.path as osp
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 
+from _subprocess import PY, ROOT, run_tool as _run, tool_env as _env
 from _tiny import make_tiny_data
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PY = sys.executable
-
-
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=osp.join(ROOT, 'projects') + os.pathsep + os.environ.get('PYTHONPATH', ''),
-               OMP_NUM_THREADS='1', PYTHON=PY)
-    env.update(extra)
-    return env
-
-
-def _run(cmd, timeout=600, **env):
-    res = subprocess.run(cmd, cwd=ROOT, env=_env(**env), capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, f'{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}'
-    return res
 
 
 @pytest.fixture(scope='module')
@@ -95,8 +79,10 @@ def test_infer_on_a_folder_and_a_video(trained, tmp_path):
     import cv2
     cfg, ckpt, data = trained
     out_dir = str(tmp_path / 'out')
-    _run([PY, 'tools/infer.py', data.img_dirs['val'], cfg, ckpt, '--out-dir', out_dir, '--device', 'cpu'])
+    res = _run([PY, 'tools/infer.py', data.img_dirs['val'], cfg, ckpt, '--out-dir', out_dir, '--device', 'cpu'])
     assert len(glob.glob(osp.join(out_dir, 'vis', '*'))) == len(os.listdir(data.img_dirs['val']))
+    # pictures name the labels after the classes the checkpoint was trained with
+    assert f"classes (checkpoint): {', '.join(data.metainfo['classes'])}" in res.stdout
     video = str(tmp_path / 'clip.mp4')
     frames = [cv2.imread(p) for p in sorted(glob.glob(osp.join(data.img_dirs['val'], '*')))]
     writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'mp4v'), 5, frames[0].shape[1::-1])

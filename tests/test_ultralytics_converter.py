@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from convnextv2_yolo.layers import C2PSA, SPPF, C2f, C3k2, Conv, DWConv
+from convnextv2_yolo.layers.blocks import Attention, Bottleneck
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -109,7 +110,7 @@ class Detect(nn.Module):
 class DetectionModel(nn.Module):
     """The reference's layer list, built from the yaml with its scaling rules."""
 
-    def __init__(self, arch, scale, nc=80):
+    def __init__(self, arch, scale, nc=80, activation=None):
         super().__init__()
         depth, width, max_ch = SCALES[arch][scale]
         yaml = YOLO11_YAML if arch == 'yolo11' else YOLOV8_YAML
@@ -136,12 +137,16 @@ class DetectionModel(nn.Module):
                 m, c2 = Concat(), sum(chs[i if i < 0 else i + 1] for i in f)
             else:
                 m, c2 = Detect(nc, [chs[i + 1] for i in f], arch == 'yolov8'), None
+            m.i, m.f, m.type = len(layers), f, name  # recorded on every layer, as the reference does
             layers.append(m)
             self.froms.append(f)
             chs.append(c2)
         self.model = nn.Sequential(*layers)
+        self.model[-1].stride = self.stride = torch.tensor([8., 16., 32.])
         self.names = {i: f'class{i}' for i in range(nc)}
         self.yaml = {'scale': scale, 'nc': nc}
+        if activation is not None:
+            self.yaml['activation'] = activation
 
     def forward(self, x):
         outs = []
@@ -178,20 +183,24 @@ FAKE_MODULES = {
 }
 
 
-def save_like_reference(model, path, ema=None):
-    """torch.save a {'model': DetectionModel, 'ema': ...} whose classes live in a fake ``ultralytics``."""
+def save_like_reference(model, path, ema=None, modules=None):
+    """torch.save a {'model': DetectionModel, 'ema': ...} whose classes live in a fake ``ultralytics``.
+
+    ``modules`` ({class: 'module.path'}) puts classes elsewhere than :data:`FAKE_MODULES` /
+    ``ultralytics.nn.modules.block`` (the default for our layer classes)."""
+    where = {**FAKE_MODULES, **(modules or {})}
     fake = {}
-    for name in ('ultralytics', 'ultralytics.nn', 'ultralytics.nn.modules', 'ultralytics.nn.modules.block',
-                 'ultralytics.nn.modules.conv', 'ultralytics.nn.modules.head', 'ultralytics.nn.tasks'):
-        fake[name] = types.ModuleType(name)
     model = copy.deepcopy(model).half()  # the reference saves fp16
     ema = copy.deepcopy(ema).half() if ema is not None else None
     renamed = {}
     for m in [*model.modules(), *(ema.modules() if ema is not None else [])]:
         cls = type(m)
-        if cls.__module__.startswith('torch.nn'):
+        if cls.__module__.startswith('torch.nn') and cls not in where:
             continue
-        mod = FAKE_MODULES.get(cls, 'ultralytics.nn.modules.block')
+        mod = where.get(cls, 'ultralytics.nn.modules.block')
+        for i in range(mod.count('.') + 1):  # the module and its parent packages
+            name = mod.rsplit('.', i)[0]
+            fake.setdefault(name, types.ModuleType(name))
         if cls not in renamed:
             renamed[cls] = type(cls.__name__, (cls, ), {'__module__': mod, '__qualname__': cls.__name__})
             setattr(fake[mod], cls.__name__, renamed[cls])
@@ -372,3 +381,277 @@ def test_not_a_checkpoint(tmp_path):
         conv.convert(str(bad), check=False)
     with pytest.raises(FileNotFoundError, match='missing.pt'):
         conv.convert(str(tmp_path / 'missing.pt'))
+
+
+# ----------------------------------------------------------------------------- architecture checks
+YOLO11_N_CONFIG = 'configs/yolo11/yolo11_n_8xb16-500e_coco.py'
+
+
+def _convs(model):
+    return [m for m in model.modules() if isinstance(m, Conv)]
+
+
+def _silu_to(model, make_act):
+    """Replace the SiLU of every Conv (not the act=False ones) by ``make_act()``."""
+    for m in _convs(model):
+        if isinstance(m.act, nn.SiLU):
+            m.act = make_act()
+    return model
+
+
+class BottleneckX(Bottleneck):
+    """A Bottleneck under another class name (same names and shapes)."""
+
+
+class C3k2x(C3k2):
+    """A C3k2 under another class name (same names and shapes)."""
+
+
+class A2C2f(nn.Module):
+    """Stands for YOLO12's area-attention block (not part of YOLO11/YOLOv8)."""
+
+    def __init__(self, c1, c2):
+        super().__init__()
+        self.cv1 = Conv(c1, c2, 1)
+
+
+def _renamed(module, cls):
+    module.__class__ = cls
+    return module
+
+
+def _c3k_flipped(model, index):
+    """The C3k2 at ``index`` rebuilt with c3k=True (C3k blocks, other keys and shapes)."""
+    old = model.model[index]
+    c1, c2 = old.cv1.conv.in_channels, old.cv2.conv.out_channels
+    new = C3k2(c1, c2, len(old.m), True, old.c / c2)
+    new.i, new.f, new.type = old.i, old.f, old.type
+    model.model[index] = new
+    return model
+
+
+def _set(path, value):
+    """Mutation setting the attribute at a dotted path of the DetectionModel."""
+
+    def mutate(model):
+        owner, _, attr = path.rpartition('.')
+        setattr(model.get_submodule(owner), attr, value)
+        return model
+
+    return mutate
+
+
+def _forward_replaced(model):
+    conv0 = model.model[0]
+    conv0.forward = conv0.forward  # a bound method in the instance dict, as the reference's fuse() leaves
+    return model
+
+
+# (id, arch, mutation, place and finding that the message must name)
+MISMATCHES = [
+    ('relu_deep_in_neck', 'yolo11', _set('model.19.m.0.cv2.act', nn.ReLU()),
+     'architecture mismatch at model.19.m.0.cv2.act: ReLU, expected SiLU (our ' + YOLO11_N_CONFIG + ')'),
+    ('leaky_relu', 'yolo11', _set('model.4.m.0.cv1.act', nn.LeakyReLU(0.1)),
+     'model.4.m.0.cv1.act: LeakyReLU, expected SiLU'),
+    ('sppf_cv1_without_act', 'yolo11', _set('model.9.cv1.act', nn.Identity()),
+     'model.9.cv1.act: Identity, expected SiLU'),
+    ('bottleneck_renamed', 'yolo11', lambda m: (_renamed(m.model[4].m[0], BottleneckX), m)[1],
+     'model.4.m.0: BottleneckX, expected Bottleneck'),
+    ('shortcut_removed', 'yolo11', _set('model.2.m.0.add', False), 'model.2.m.0.add: False, expected True'),
+    ('sppf_k3', 'yolo11', _set('model.9.m', nn.MaxPool2d(3, 1, 1)),
+     'model.9.m.kernel_size: 3, expected 5; model.9.m.padding: 1, expected 2'),
+    ('bn_eps', 'yolo11', _set('model.16.cv2.bn.eps', 1e-5), 'model.16.cv2.bn.eps: 1e-05, expected 0.001'),
+    ('dilated_conv', 'yolo11', lambda m: _set('model.17.conv.padding', (2, 2))(
+        _set('model.17.conv.dilation', (2, 2))(m)), 'model.17.conv.dilation: (2, 2), expected (1, 1)'),
+    ('upsample_bilinear', 'yolo11', _set('model.11.mode', 'bilinear'),
+     "model.11.mode: 'bilinear', expected 'nearest'"),
+    ('concat_other_input', 'yolo11', _set('model.12.f', [-1, 4]), 'model.12.f: (-1, 4), expected (-1, 6)'),
+    ('detect_strides', 'yolo11', _set('model.23.stride', torch.tensor([4., 8., 16.])),
+     'model.23.stride: (4, 8, 16), expected (8, 16, 32)'),
+    ('forward_replaced', 'yolo11', _forward_replaced,
+     "model.0.forward: replaced by ultralytics.nn.modules.conv.Conv.forward, expected the class's own forward"),
+    ('attention_heads', 'yolo11', _set('model.10.m.0.attn', Attention(128, 4)),
+     'model.10.m.0.attn.num_heads: 4, expected 2; model.10.m.0.attn.head_dim: 32, expected 64'),
+    ('c3k_flipped', 'yolo11', lambda m: _c3k_flipped(m, 4),
+     'model.4.m.0: C3k, expected Bottleneck (a C3k2 built with c3k=True where our config has c3k=False)'),
+    ('yolov8_neck_shortcut', 'yolov8', _set('model.12.m.0.add', True), 'model.12.m.0.add: True, expected False'),
+]
+
+
+@pytest.mark.parametrize('arch,mutate,expected', [c[1:] for c in MISMATCHES], ids=[c[0] for c in MISMATCHES])
+def test_architecture_mismatch_refused(tmp_path, arch, mutate, expected):
+    src, dst = str(tmp_path / 'changed.pt'), str(tmp_path / 'changed.pth')
+    save_like_reference(mutate(DetectionModel(arch, 'n')), src)
+    with pytest.raises(conv.ArchitectureError) as e:
+        conv.convert(src, dst, scale='n')
+    msg = str(e.value)
+    assert expected in msg, msg
+    assert msg.startswith('architecture mismatch at ') and "would not reproduce the checkpoint's outputs" in msg
+    assert not os.path.exists(dst)
+
+
+def test_relu_checkpoint_refused_and_would_predict_differently(tmp_path, capsys):
+    """The bug: ReLU instead of SiLU, same names and shapes, used to convert with exit code 0."""
+    silu_ref = randomize(DetectionModel('yolo11', 'n'))
+    relu_ref = _silu_to(copy.deepcopy(silu_ref), nn.ReLU)
+    src = str(tmp_path / 'relu.pt')
+    save_like_reference(relu_ref, src)
+    with pytest.raises(conv.ArchitectureError) as e:
+        conv.convert(src, arch='yolo11', scale='n')
+    msg = str(e.value)
+    n_acts = sum(isinstance(m.act, nn.ReLU) for m in _convs(relu_ref))
+    assert msg.startswith(f'architecture mismatch at {n_acts} places: model.0.act: ReLU, expected SiLU; '
+                          'model.1.act: ReLU, expected SiLU; model.2.cv1.act: ReLU, expected SiLU')
+    assert f'and {n_acts - conv.MAX_REPORTED} more (our {YOLO11_N_CONFIG})' in msg
+    assert conv.main([src, str(tmp_path / 'relu.pth')]) == 1
+    assert capsys.readouterr().err.startswith('error: architecture mismatch at ')
+
+    # Teeth: without the check the same weights load into our (SiLU) model, and its outputs are
+    # those of the SiLU reference, not of the ReLU checkpoint.
+    unchecked = conv.convert(src, check=False)
+    assert not unchecked['meta']['architecture_verified'] and '--no-check' in unchecked['meta']['architecture_note']
+    ours = build_ours('yolo11', 'n')
+    ours.load_state_dict(unchecked['state_dict'], strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        got, relu_out, silu_out = ours_raw_outputs(ours, x), relu_ref(x), silu_ref(x)
+    for g, r, s in zip(got, relu_out, silu_out):
+        torch.testing.assert_close(g, s, rtol=1e-4, atol=1e-3)
+        assert (g - r).abs().max() > 0.5
+
+
+def test_yaml_activation_refused(tmp_path):
+    src = str(tmp_path / 'relu_yaml.pt')
+    save_like_reference(_silu_to(DetectionModel('yolo11', 'n', activation='nn.ReLU()'), nn.ReLU), src)
+    with pytest.raises(conv.ArchitectureError, match=r'at \d+ places: yaml.activation: nn.ReLU\(\), expected '
+                       r'nn.SiLU\(\) \(or no entry\); model.0.act: ReLU, expected SiLU'):
+        conv.convert(src, scale='n')
+    save_like_reference(DetectionModel('yolo11', 'n', activation='nn.SiLU()'), src)
+    assert conv.convert(src, scale='n')['meta']['architecture_verified']
+
+
+def test_bottleneck_from_another_module_path_refused(tmp_path):
+    model = DetectionModel('yolo11', 'n')
+    fork_cls = type('Bottleneck', (Bottleneck, ), {})
+    model.model[4].m[0].__class__ = fork_cls
+    src = str(tmp_path / 'fork.pt')
+    save_like_reference(model, src, modules={fork_cls: 'ultralytics.nn.extra_modules.block'})
+    with pytest.raises(conv.ArchitectureError, match=r'model\.4\.m\.0: ultralytics\.nn\.extra_modules\.block\.'
+                       r'Bottleneck, expected ultralytics\.nn\.modules\.block\.Bottleneck \(our'):
+        conv.convert(src, scale='n')
+
+
+def test_c3k_flip_reported_before_the_shapes(tmp_path):
+    """c3k=True where the yaml says False changes keys and shapes too: the architecture is named first,
+    with the scale given and with the scale inferred."""
+    src = str(tmp_path / 'c3k.pt')
+    save_like_reference(randomize(_c3k_flipped(DetectionModel('yolo11', 'n'), 13)), src)
+    unchecked = conv.convert(src, check=False)['state_dict']
+    with pytest.raises(conv.ConversionError, match=r"shape mismatch at .*'model\.13\.m\.0\.cv1\.conv\.weight'"):
+        conv.check_shapes(unchecked, conv.model_shapes('yolo11', 'n'), 'yolo11', 'n')
+    for scale in ('n', None):
+        with pytest.raises(conv.ArchitectureError, match=r'^architecture mismatch at model\.13\.m\.0: C3k, '
+                           r'expected Bottleneck \(a C3k2 built with c3k=True where our config has c3k=False\) '
+                           r'\(our configs/yolo11/yolo11_n_8xb16-500e_coco\.py\)'):
+            conv.convert(src, scale=scale)
+
+
+def test_size_dependent_settings_checked_after_the_shapes(reference_n):
+    """Another scale fails on its shapes (not on its attention heads), and a scale whose blocks differ
+    says which scale the checkpoint fits."""
+    _, _, pt_path = reference_n
+    with pytest.raises(conv.ConversionError, match='shape mismatch') as e:
+        conv.convert(pt_path, scale='s')
+    assert not isinstance(e.value, conv.ArchitectureError)
+    with pytest.raises(conv.ArchitectureError, match=r'model\.2\.m\.0: Bottleneck, expected C3k .*the '
+                       r'checkpoint fits yolo11-n: pass --scale n or leave --scale out$'):
+        conv.convert(pt_path, scale='m')
+
+
+def _yolo12_like(model):
+    old = model.model[6]
+    model.model[6] = A2C2f(old.cv1.conv.in_channels, old.cv2.conv.out_channels)
+    return model
+
+
+def _extra_layer(model):
+    model.model.append(Conv(8, 8))
+    return model
+
+
+def _segmentation(model):
+    model.__class__ = SegmentationModel
+    return model
+
+
+class SegmentationModel(DetectionModel):
+    """Another task's model class (YOLO11-seg's)."""
+
+
+# (id, mutation, module overrides, what the message must name)
+UNSUPPORTED = [
+    ('yolo12_like', _yolo12_like, None,
+     'unsupported architecture: A2C2f (ultralytics.nn.modules.block.A2C2f) at model.6: not a YOLO11 or YOLOv8 '
+     'layer class'),
+    ('extra_layer', _extra_layer, None,
+     'unsupported architecture: 25 layers (YOLO11 has 24, YOLOv8 has 23); model.24 (Conv) follows the last '
+     'YOLO11 layer'),
+    ('c3k2_renamed', lambda m: (_renamed(m.model[2], C3k2x), m)[1], None,
+     'unsupported architecture: C3k2x (ultralytics.nn.modules.block.C3k2x) at model.2'),
+    ('c3k2_other_module_path', lambda m: m, {C3k2: 'ultralytics.nn.extra_modules.block'},
+     'unsupported architecture: C3k2 (ultralytics.nn.extra_modules.block.C3k2) at model.2, model.4, model.6, '
+     'model.8, model.13, model.16, model.19, model.22'),
+    ('layers_out_of_order', _set('model.3', nn.Upsample(None, 2, 'nearest')), None,
+     'unsupported architecture: model.3 is Upsample where YOLO11 has Conv'),
+    ('other_task', _segmentation, {SegmentationModel: 'ultralytics.nn.tasks'},
+     "unsupported architecture: the checkpoint's model is ultralytics.nn.tasks.SegmentationModel, not "
+     'ultralytics.nn.tasks.DetectionModel'),
+]
+
+
+@pytest.mark.parametrize('mutate,modules,expected', [c[1:] for c in UNSUPPORTED], ids=[c[0] for c in UNSUPPORTED])
+def test_unsupported_architecture_refused(tmp_path, capsys, mutate, modules, expected):
+    src = str(tmp_path / 'other.pt')
+    save_like_reference(mutate(DetectionModel('yolo11', 'n')), src, modules=modules)
+    for check in (True, False):  # the layer sequence is checked even with --no-check
+        with pytest.raises(conv.ArchitectureError) as e:
+            conv.convert(src, check=check)
+        assert str(e.value).startswith(expected), str(e.value)
+        assert 'layer 1' not in str(e.value) and 'key' not in str(e.value)
+    assert conv.main([src, str(tmp_path / 'other.pth'), '--scale', 'n']) == 1
+    assert capsys.readouterr().err.startswith(f'error: {expected}')
+
+
+def test_arch_option_must_match_the_layers(reference_n):
+    _, _, pt_path = reference_n
+    with pytest.raises(conv.ArchitectureError, match='holds a YOLO11 model .*not yolov8'):
+        conv.convert(pt_path, arch='yolov8', check=False)
+
+
+def test_plain_state_dict_converts_unverified(reference_n, tmp_path, capsys):
+    """A state dict has no module classes: converted by keys and shapes, with a note saying so."""
+    _, sd_path, pt_path = reference_n
+    meta = conv.convert(sd_path)['meta']
+    assert meta['architecture_verified'] is False and 'plain state dict' in meta['architecture_note']
+    relu_sd = str(tmp_path / 'relu_state_dict.pth')  # the limitation: nothing tells ReLU here
+    torch.save(_silu_to(DetectionModel('yolo11', 'n'), nn.ReLU).state_dict(), relu_sd)
+    assert conv.convert(relu_sd)['meta']['architecture_verified'] is False
+    assert conv.main([sd_path, str(tmp_path / 'sd.pth')]) == 0
+    assert 'note: architecture not verified: the source is a plain state dict' in capsys.readouterr().err
+    meta = conv.convert(pt_path)['meta']
+    assert meta['architecture_verified'] is True and 'architecture_note' not in meta
+    assert conv.main([pt_path, str(tmp_path / 'pt.pth')]) == 0
+    assert 'note' not in capsys.readouterr().err
+
+
+def test_class_identity():
+    block = 'ultralytics.nn.modules.block.'
+    assert conv.same_class(block + 'C3k2', block + 'C3k2')
+    assert conv.same_class('ultralytics.nn.modules.C2f', block + 'C2f')  # early 8.0 releases: one file
+    assert not conv.same_class(block + 'C3k2Custom', block + 'C3k2')
+    assert not conv.same_class('mypkg.blocks.C3k2', block + 'C3k2')
+    assert not conv.same_class('ultralytics.nn.modules.conv.C3k2', block + 'C3k2')
+    assert conv.same_class('torch.nn.modules.container.Sequential', 'torch.nn.modules.container.ModuleList')
+    assert not conv.same_class('torch.nn.modules.activation.ReLU', 'torch.nn.modules.activation.SiLU')
+    assert conv.same_value(2, 2.0) and conv.same_value(torch.tensor([8., 16.]), [8, 16])
+    assert not conv.same_value(True, 1) and not conv.same_value((1, 1), (1, 1, 1))

@@ -41,9 +41,11 @@ def test_letter_resize_reference_rounding_and_padding():
     # r = 0.64 -> 64 x 29 (round(28.8)); dh = 17.5 -> top round(17.4)=17, bottom round(17.6)=18
     assert out['img'].shape == (64, 64, 3) and out['img_shape'] == (64, 64)
     np.testing.assert_array_equal(out['pad_param'], [17, 18, 0, 0])
-    assert out['scale_factor'] == pytest.approx((0.64, 0.64))
+    # per-axis ratios of the rounded size: 64/100 and 29/45 (not 0.64 on both axes)
+    assert out['scale_factor'] == pytest.approx((0.64, 29 / 45))
     assert (out['img'][:17] == 114).all() and (out['img'][-18:] == 114).all()
-    np.testing.assert_allclose(out['gt_bboxes'].numpy(), [[6.4, 3.2 + 17, 32, 25.6 + 17]], rtol=1e-6)
+    np.testing.assert_allclose(out['gt_bboxes'].numpy(), [[6.4, 5 * 29 / 45 + 17, 32, 40 * 29 / 45 + 17]],
+                               rtol=1e-6)
     # no enlarging without allow_scale_up: 20 x 10 stays, padded centred
     small = TRANSFORMS.build(dict(type='LetterResize', scale=64, allow_scale_up=False))(
         raw_item(10, 20, [[0, 0, 20, 10]], [0]))

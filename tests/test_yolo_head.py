@@ -294,24 +294,27 @@ def per_class_nms(boxes, scores, labels, iou):
 
 
 @pytest.mark.parametrize('num', [400, 3000])  # one shifted NMS / per-class loop
-def test_class_aware_nms_is_per_class_nms(num):
+def test_multiclass_nms_is_per_class_nms(num):
+    """More in test_nms.py (every option at every count vs plain-Python loops)."""
     from mmcv.ops import batched_nms
-    from convnextv2_yolo.dense_heads.yolo11_head import class_aware_nms
+    from convnextv2_yolo.dense_heads.yolo11_head import multiclass_nms
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(num, 2, generator=g) * 100 - 60  # partly below 0, as raw predictions
     boxes = torch.cat([xy, xy + torch.rand(num, 2, generator=g) * 40 + 2], 1)
     scores = torch.rand(num, generator=g)
     labels = torch.randint(0, 3, (num,), generator=g)
     cfg = dict(type='nms', iou_threshold=0.5)
-    keep = class_aware_nms(boxes, scores, labels, cfg)
-    assert torch.equal(keep, per_class_nms(boxes, scores, labels, 0.5))
+    keep, out = multiclass_nms(boxes, scores, labels, cfg)
+    assert torch.equal(keep, per_class_nms(boxes, scores, labels, 0.5)) and torch.equal(out, scores[keep])
     assert (scores[keep].diff() <= 0).all() and 50 < len(keep) < num
-    # with boxes >= 0, mmcv's batched_nms agrees
+    # with boxes >= 0 (and fewer than its split_thr), mmcv's batched_nms agrees
     shifted = boxes + 60
-    assert torch.equal(class_aware_nms(shifted, scores, labels, cfg), batched_nms(shifted, scores, labels, cfg)[1])
-    # other NMS types go through mmcv
-    soft = class_aware_nms(boxes, scores, labels, dict(type='soft_nms', iou_threshold=0.5))
-    assert soft.numel() > 0
+    assert torch.equal(multiclass_nms(shifted, scores, labels, cfg)[0], batched_nms(shifted, scores, labels, cfg)[1])
+    # soft-NMS goes through mmcv and returns its decayed scores
+    dets, ref = batched_nms(shifted, scores, labels, dict(type='soft_nms', iou_threshold=0.5))
+    keep, out = multiclass_nms(boxes, scores, labels, dict(type='soft_nms', iou_threshold=0.5))
+    assert torch.equal(keep, ref) and (out < scores[keep]).any()
+    torch.testing.assert_close(out, dets[:, 4], atol=1e-5, rtol=0)  # mmcv's float32 class shift moves IoUs
 
 
 def test_predict_rescale_undoes_letterbox():

@@ -3,6 +3,10 @@
     python tools/infer.py INPUT CONFIG CHECKPOINT [--out-dir outputs] [--device cpu]
                           [--score-thr 0.3]
 
+Labels are named after the classes in the checkpoint's ``meta.dataset_meta``
+(what the model was trained with), else the config's, else COCO's (80-class
+models) or class0, class1, ...; the names used are printed.
+
 Images (a file or every image in a folder) are written as pictures with boxes
 and class names to OUT_DIR/vis/ (and the raw predictions to OUT_DIR/preds/ as
 JSON, through mmdet's DetInferencer); a video is written to
@@ -52,6 +56,22 @@ def _check_input(path: str) -> str:
                      f'a folder of images or a video ({", ".join(VIDEO_EXTS)})')
 
 
+def set_class_names(model, cfg, checkpoint: str) -> tuple:
+    """Name the model's labels after the classes it was trained with (see resolve_class_names)."""
+    from convnextv2_yolo.compat import safe_torch_load
+    from convnextv2_yolo.utils import resolve_class_names
+    meta = safe_torch_load(checkpoint, map_location='cpu').get('meta', {})
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    config_classes = (dataset.get('metainfo') or {}).get('classes')
+    names, source = resolve_class_names(meta, config_classes, model.bbox_head.num_classes)
+    palette = (model.dataset_meta or {}).get('palette')  # mmdet's choice: config, then checkpoint
+    if not isinstance(palette, str) and (palette is None or len(palette) < len(names)):
+        palette = 'random'
+    model.dataset_meta = dict(classes=names, palette=palette)
+    print(f'classes ({source}): {", ".join(names)}')
+    return names
+
+
 def infer_images(args: argparse.Namespace) -> None:
     from mmdet.apis import DetInferencer
     from mmengine.config import Config
@@ -61,6 +81,8 @@ def infer_images(args: argparse.Namespace) -> None:
     cfg.test_dataloader.collate_fn = 'pseudo_collate'
     inferencer = DetInferencer(model=cfg, weights=args.checkpoint, device=args.device,
                                show_progress=False)
+    set_class_names(inferencer.model, cfg, args.checkpoint)
+    inferencer.visualizer.dataset_meta = inferencer.model.dataset_meta
     inferencer(args.input, out_dir=args.out_dir, pred_score_thr=args.score_thr, no_save_pred=False)
     print(f'pictures: {osp.join(args.out_dir, "vis")}\npredictions: {osp.join(args.out_dir, "preds")}')
 
@@ -71,7 +93,10 @@ def infer_video(args: argparse.Namespace) -> None:
     from mmdet.apis import inference_detector, init_detector
     from mmdet.visualization import DetLocalVisualizer
 
-    model = init_detector(args.config, args.checkpoint, device=args.device)
+    from mmengine.config import Config
+    cfg = Config.fromfile(args.config)
+    model = init_detector(cfg, args.checkpoint, device=args.device)
+    set_class_names(model, cfg, args.checkpoint)
     vis = DetLocalVisualizer(name='infer_video')
     vis.dataset_meta = model.dataset_meta
     reader = mmcv.VideoReader(args.input)

@@ -11,7 +11,8 @@ from mmengine.config import Config
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'projects'))
 import convnextv2_yolo  # noqa: E402,F401
-from convnextv2_yolo.utils.launch import build_runner, parse_common_args, prepare_test_cfg  # noqa: E402
+from convnextv2_yolo.utils.launch import (build_runner, close_distributed, parse_common_args,  # noqa: E402
+                                          prepare_test_cfg)
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,6 +37,8 @@ def main() -> None:
             raise SystemExit(f'--out must be a .pkl file, got {args.out}')
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()
+    del runner  # its DDP wrapper holds the process group
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -11,7 +11,8 @@ from mmengine.config import Config
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'projects'))
 import convnextv2_yolo  # noqa: E402,F401  (registers modules, applies compat fixes)
-from convnextv2_yolo.utils.launch import build_runner, parse_common_args, prepare_train_cfg  # noqa: E402
+from convnextv2_yolo.utils.launch import (build_runner, close_distributed, parse_common_args,  # noqa: E402
+                                          prepare_train_cfg)
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,6 +32,8 @@ def main() -> None:
     cfg = prepare_train_cfg(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
     runner.train()
+    del runner  # its DDP wrapper holds the process group
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -9,24 +9,40 @@ function with a one-line reason; README "Compatibility fixes" lists them.
    exactly those types (never turning safe loading off).
 2. ``plain_message_hub_state``: the message hub pickled bound methods through
    ``builtins.getattr`` (which cannot be allow-listed without reopening code
-   execution); it now saves plain data only.
+   execution); it now saves plain data only, and a loaded ``HistoryBuffer``
+   registers its statistics methods (a fresh process has none registered).
 3. ``register_safe_local_loader``: mmengine's local checkpoint loader gets clear
    errors (missing, corrupt/truncated, unsafe content) and an explicit per-file
    trust switch, ``CONVNEXTV2_YOLO_TRUSTED_CHECKPOINTS``, for older checkpoints.
+4. ``skip_mmpretrain_multimodal_on_new_transformers``: mmpretrain 1.2.0's
+   multi-modal models crash at import with transformers >= 5 (and we use none
+   of them), so mmpretrain registers its placeholders instead.
 5. ``cpu_distributed_launch``: mmengine's pytorch launcher calls
    ``torch.cuda.set_device`` unconditionally and wraps the model in DDP with
    GPU ``device_ids``, so ``dist_train.sh`` cannot run CPU processes (gloo);
    both are skipped when there is no GPU.
-4. ``skip_mmpretrain_multimodal_on_new_transformers``: mmpretrain 1.2.0's
-   multi-modal models crash at import with transformers >= 5 (and we use none
-   of them), so mmpretrain registers its placeholders instead.
+6. ``atomic_local_writes``: mmengine writes files (checkpoints) in place, so a
+   kill mid-write leaves a truncated file under the final name; local writes
+   now go to a temporary file in the same folder, then ``os.replace``.
+7. ``remove_old_checkpoints_after_saving``: mmengine's ``CheckpointHook``
+   deletes the previous best (and the oldest kept) checkpoint *before* writing
+   the new one; the removals now run only once the new file is in place.
+8. ``coco_cat_ids_in_requested_order``: mmdet's ``COCO.get_cat_ids(cat_names=...)``
+   returns ids in the file's category order, not in the order asked for, so a
+   config whose ``classes`` order differs from the JSON's silently swaps labels
+   (in ``CocoDataset`` and ``CocoMetric``); ids now follow ``cat_names``.
+9. ``coco_empty_results``: pycocotools' ``loadRes`` raises ``IndexError`` on an
+   empty result list, which mmdet's ``CocoMetric`` logs at ERROR level and then
+   returns no metrics; an empty result set now evaluates (to zeros).
 """
+import contextlib
 import os
 import os.path as osp
 import pickle
 import struct
+import uuid
 import zipfile
-from typing import Any, Callable, List, Optional, Set
+from typing import Any, Callable, List, Optional, Sequence, Set, Union
 
 import torch
 
@@ -76,10 +92,18 @@ def plain_message_hub_state() -> None:
         return
 
     def __getstate__(self) -> dict:
-        # instance statistics methods (bound methods) are rebuilt on load
-        return {k: v for k, v in self.__dict__.items() if k != '_statistics_methods'}
+        # the statistics methods (functions) are class-level and rebuilt on load
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ('_statistics_methods', 'statistics_methods')}
 
     def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        # a fresh process has registered nothing yet: mmengine's own
+        # __setstate__ registers the defaults (min/max/current/mean) here too
+        self._set_default_statistics()
+        # checkpoints written by plain mmengine (loaded only when trusted)
+        for name, method in (state.pop('statistics_methods', None) or {}).items():
+            self._statistics_methods.setdefault(name, method)
         self.__dict__.update(state)
 
     HistoryBuffer.__getstate__ = __getstate__
@@ -196,12 +220,152 @@ def cpu_distributed_launch() -> None:
     MMDistributedDataParallel.__init__ = __init__
 
 
+def write_atomic(filepath: Union[str, os.PathLike], data: Union[bytes, str], encoding: str = 'utf-8') -> None:
+    """Write ``data`` to ``filepath`` so that readers see the old or the new file, never a part.
+
+    The bytes go to a hidden temporary file in the same folder, are flushed to
+    disk, and the file is renamed over ``filepath`` (``os.replace`` is atomic
+    on one file system). A failure or kill before the rename leaves the
+    previous file untouched (and at worst a ``.<name>.<pid>.<id>.tmp`` file).
+    """
+    filepath = os.fspath(filepath)
+    folder = osp.dirname(filepath) or '.'
+    os.makedirs(folder, exist_ok=True)
+    tmp = osp.join(folder, f'.{osp.basename(filepath)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    payload = data.encode(encoding) if isinstance(data, str) else data
+    try:
+        with open(tmp, 'xb') as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filepath)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_local_writes() -> None:
+    """Make mmengine's ``LocalBackend.put`` / ``put_text`` (checkpoints, logs' json) atomic."""
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    if getattr(LocalBackend.put, '_convnextv2_yolo_atomic', False):
+        return
+
+    def put(self, obj: bytes, filepath: Union[str, os.PathLike]) -> None:
+        write_atomic(filepath, obj)
+
+    def put_text(self, obj: str, filepath: Union[str, os.PathLike], encoding: str = 'utf-8') -> None:
+        write_atomic(filepath, obj, encoding=encoding)
+
+    put._convnextv2_yolo_atomic = True
+    LocalBackend.put = put
+    LocalBackend.put_text = put_text
+
+
+class _DeferredRemovals:
+    """File-backend proxy that records ``remove``/``rmtree`` calls instead of running them."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self.pending: List[tuple] = []
+
+    def remove(self, filepath: str) -> None:
+        self.pending.append((self._backend.remove, filepath))
+
+    def rmtree(self, dir_path: str) -> None:
+        self.pending.append((self._backend.rmtree, dir_path))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+
+def remove_old_checkpoints_after_saving() -> None:
+    """Run ``CheckpointHook``'s removals of old/best checkpoints after the new one is written."""
+    from mmengine.hooks import CheckpointHook
+
+    for name in ('_save_checkpoint_with_step', '_save_best_checkpoint'):
+        original = getattr(CheckpointHook, name)
+        if getattr(original, '_convnextv2_yolo_deferred', False):
+            continue
+
+        def save_then_remove(self, runner, *args, _original=original, **kwargs):
+            backend = getattr(self, 'file_backend', None)  # set in before_train
+            if backend is None:
+                return _original(self, runner, *args, **kwargs)
+            proxy = _DeferredRemovals(backend)
+            self.file_backend = proxy
+            try:
+                result = _original(self, runner, *args, **kwargs)
+            finally:
+                self.file_backend = backend
+            # the new files are in place: now drop the old ones (never a file
+            # that was just written under the same name)
+            current = {getattr(self, 'last_ckpt', None), getattr(self, 'best_ckpt_path', None),
+                       *(getattr(self, 'best_ckpt_path_dict', None) or {}).values()}
+            for remove, path in proxy.pending:
+                if path not in current:
+                    remove(path)
+            return result
+
+        save_then_remove._convnextv2_yolo_deferred = True
+        save_then_remove.__name__ = name
+        setattr(CheckpointHook, name, save_then_remove)
+
+
+def coco_cat_ids_in_requested_order() -> None:
+    """``COCO.get_cat_ids(cat_names=...)`` returns ids in the order of ``cat_names``."""
+    from mmdet.datasets.api_wrappers import COCO
+    original = COCO.get_cat_ids
+    if getattr(original, '_convnextv2_yolo_ordered', False):
+        return
+
+    def get_cat_ids(self, cat_names: Sequence[str] = [], sup_names: Sequence[str] = [],
+                    cat_ids: Sequence[int] = []) -> List[int]:
+        ids = original(self, cat_names, sup_names, cat_ids)
+        names = [cat_names] if isinstance(cat_names, str) else list(cat_names)
+        if not names:
+            return ids
+        position = {}
+        for i, n in enumerate(names):
+            position.setdefault(n, i)
+        # stable: categories sharing a name keep the file's order
+        return sorted(ids, key=lambda cat_id: position[self.cats[cat_id]['name']])
+
+    get_cat_ids._convnextv2_yolo_ordered = True
+    COCO.get_cat_ids = get_cat_ids
+
+
+def coco_empty_results() -> None:
+    """``COCO.loadRes([])`` gives an empty result set instead of an ``IndexError``."""
+    from mmdet.datasets.api_wrappers import COCO
+    original = COCO.loadRes
+    if getattr(original, '_convnextv2_yolo_empty_ok', False):
+        return
+
+    def loadRes(self, resFile):  # noqa: N802 (pycocotools' name)
+        if isinstance(resFile, (list, tuple)) and len(resFile) == 0:
+            res = COCO()
+            res.dataset['images'] = list(self.dataset.get('images', []))
+            res.dataset['categories'] = [dict(c) for c in self.dataset.get('categories', [])]
+            res.dataset['annotations'] = []
+            res.createIndex()
+            return res
+        return original(self, resFile)
+
+    loadRes._convnextv2_yolo_empty_ok = True
+    COCO.loadRes = loadRes
+
+
 FIXES: List[Callable[[], None]] = [
     cpu_distributed_launch,
     skip_mmpretrain_multimodal_on_new_transformers,
     allow_mmengine_checkpoint_globals,
     plain_message_hub_state,
     register_safe_local_loader,
+    atomic_local_writes,
+    remove_old_checkpoints_after_saving,
+    coco_cat_ids_in_requested_order,
+    coco_empty_results,
 ]
 
 

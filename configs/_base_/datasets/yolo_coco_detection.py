@@ -25,17 +25,24 @@ post_transform = [
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                                           'scale_factor', 'flip', 'flip_direction')),
 ]
+# the reference's mosaic buffer: min(dataset size, batch x 8, 1000) recently loaded images
+# per data-loader worker (the dataset size is not known here; a smaller dataset simply
+# never fills it). Derived when this file is parsed: a child config that changes
+# train_batch_size_per_gpu should set it again.
+mosaic_max_cached_images = min(train_batch_size_per_gpu * 8, 1000)
 train_pipeline = [
     *pre_transform,
-    dict(type='CachedMosaic', img_scale=img_scale, pad_val=114.0, prob=1.0,
-         max_cached_images=40, random_pop=False),
-    # mmdet's RandomAffine + the reference's box filter (<2 px, <10% area kept)
+    # every image resized to long side 640 into a FIFO buffer; 3 partners drawn from it
+    # with replacement (the current image included) onto a 1280x1280 canvas
+    dict(type='YOLOMosaic', img_scale=img_scale, pad_val=114.0, prob=1.0,
+         max_cached_images=mosaic_max_cached_images),
+    # the reference's centred affine (1280 -> 640 centre region) + its box filter
     dict(type='YOLORandomAffine', max_rotate_degree=0.0, max_shear_degree=0.0,
          max_translate_ratio=0.1, scaling_ratio_range=(0.5, 1.5),
          border=(-img_scale[0] // 2, -img_scale[1] // 2), border_val=(114, 114, 114)),
     *post_transform,
 ]
-# without mosaic (last epochs): letterbox to 640, then the same affine/HSV/flip
+# without mosaic (last epochs): letterbox to 640, then the same affine (border 0)/HSV/flip
 train_pipeline_stage2 = [
     *pre_transform,
     dict(type='LetterResize', scale=img_scale, pad_val=dict(img=114), allow_scale_up=True),
@@ -69,5 +76,7 @@ val_dataloader = dict(
     dataset=dict(type=dataset_type, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(type='CocoMetric', metric='bbox')  # AP at 100 dets, as pycocotools
+# mmdet's CocoMetric on a checked annotation file (missing 'area' computed, malformed
+# fields named); AP at 100 detections, as pycocotools
+val_evaluator = dict(type='CheckedCocoMetric', metric='bbox')
 test_evaluator = val_evaluator

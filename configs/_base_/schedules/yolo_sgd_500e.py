@@ -12,12 +12,14 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 # the LR/momentum schedule lives in YOLOParamSchedulerHook (see yolo_runtime.py)
 param_scheduler = None
 
+# YOLOOptimWrapper: the gradient accumulation (to the nominal batch of 64) and the
+# weight-decay scale follow train_dataloader.batch_size x world size; the
+# accumulated gradients are summed, as in the reference
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='YOLOOptimWrapper',
     constructor='YOLOOptimWrapperConstructor',
     clip_grad=dict(max_norm=10.0),
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.937, nesterov=True, weight_decay=5e-4,
-                   batch_size_per_gpu=16),
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.937, nesterov=True, weight_decay=5e-4),
     paramwise_cfg=dict(nominal_batch_size=64))
 
 # the reference keeps lr 0.01 for any batch (it accumulates up to 64); 8 GPUs x 16 here

@@ -5,3 +5,5 @@ from .collate import pack_gt_instances, yolo_collate  # noqa: F401
 from .data_preprocessor import YOLODetDataPreprocessor  # noqa: F401
 from . import transforms  # noqa: F401
 from .checked_coco import CheckedCocoDataset  # noqa: F401
+from .coco_api import CheckedCOCO, COCOFormatError, check_coco_dict, load_coco_json  # noqa: F401
+from .image_size import read_image_size  # noqa: F401

@@ -1,26 +1,46 @@
 """COCO dataset that fails early, naming the file or key at fault."""
+import logging
 import os.path as osp
-from typing import Callable, List
+from typing import Any, Callable, List, Set
 
 from mmdet.datasets import CocoDataset
-from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
+from mmengine.logging import print_log
+
+from .coco_api import CheckedCOCO
+from .image_size import describe_size_mismatch, read_image_size
 
 
 @DATASETS.register_module()
 class CheckedCocoDataset(CocoDataset):
-    """mmdet's ``CocoDataset`` with checks before any training starts.
-
-    mmdet silently yields an empty dataset when the annotation file lacks the
-    COCO keys, and drops every box of a class whose name is not among the
-    file's categories; this raises instead:
+    """mmdet's ``CocoDataset`` with checks before (and while) training.
 
     - ``FileNotFoundError`` naming a missing annotation file or image folder;
-    - ``ValueError`` naming the file when it is not COCO detection JSON
-      (``images`` / ``annotations`` / ``categories``);
+    - the annotation file is checked by :func:`~.coco_api.check_coco_dict`:
+      one ``ValueError`` naming the file and, per problem, the image /
+      annotation id and the field; a missing ``area`` is computed from the box
+      and a missing ``iscrowd`` is 0 (labelling-tool exports often omit both);
     - ``ValueError`` naming ``metainfo.classes`` entries absent from the
-      file's categories, with the categories it has.
+      file's categories (mmdet silently drops their boxes), or repeated;
+    - labels follow the order of ``metainfo.classes`` by name, whatever the
+      file's category order or ids (see ``compat.coco_cat_ids_in_requested_order``);
+    - image sizes: every time an image is loaded, its decoded size (EXIF
+      orientation applied, as OpenCV decodes) is compared with the file's
+      ``width``/``height``; a mismatch is logged once per image and process as
+      a warning naming the image, both sizes and the likely cause.
+      ``check_image_sizes=True`` also checks every image's header at start-up.
+
+    Args:
+        check_image_sizes (bool): Read every image header when the dataset is
+            built and log each size mismatch (a few ms per 100 images).
+            Defaults to False.
+        *args, **kwargs: ``CocoDataset`` arguments.
     """
+
+    def __init__(self, *args, check_image_sizes: bool = False, **kwargs) -> None:
+        self.check_image_sizes = check_image_sizes
+        self._reported_sizes: Set[str] = set()
+        super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         if self.backend_args is None:  # local files: check the paths first
@@ -31,27 +51,73 @@ class CheckedCocoDataset(CocoDataset):
             if img_dir and not osp.isdir(img_dir):
                 raise FileNotFoundError(f'image folder not found: {img_dir} '
                                         f'(data_root={self.data_root!r}, data_prefix.img key)')
-        return super().load_data_list()
+        data_list = super().load_data_list()
+        if self.check_image_sizes and self.backend_args is None:
+            self.report_size_mismatches(data_list)
+        return data_list
 
     @property
-    def COCOAPI(self) -> Callable[[str], COCO]:  # noqa: N802 (mmdet's attribute name)
-        def load(path: str) -> COCO:
-            try:
-                coco = COCO(path)
-            except Exception as e:  # json / pycocotools errors on non-COCO files
-                raise ValueError(f'{self.ann_file} is not a COCO annotation file: '
-                                 f'{type(e).__name__}: {e}') from None
-            self._check_coco(coco)
+    def COCOAPI(self) -> Callable[[str], CheckedCOCO]:  # noqa: N802 (mmdet's attribute name)
+        def load(path: str) -> CheckedCOCO:
+            coco = CheckedCOCO(path)
+            self._check_classes(coco)
             return coco
         return load
 
-    def _check_coco(self, coco: COCO) -> None:
-        missing_keys = [k for k in ('images', 'annotations', 'categories') if k not in coco.dataset]
-        if missing_keys:
-            raise ValueError(f'{self.ann_file} is not a COCO detection annotation file: '
-                             f'missing key(s) {missing_keys}')
-        names = [c.get('name') for c in coco.dataset['categories']]
-        unknown = [c for c in self.metainfo['classes'] if c not in names]
+    def _check_classes(self, coco: CheckedCOCO) -> None:
+        classes = list(self.metainfo['classes'])
+        repeated = sorted({c for c in classes if classes.count(c) > 1})
+        if repeated:
+            raise ValueError(f'metainfo.classes repeats {repeated}: each class name must appear once')
+        names = [c['name'] for c in coco.dataset['categories']]
+        unknown = [c for c in classes if c not in names]
         if unknown:
             raise ValueError(f'metainfo.classes {unknown} are not categories of {self.ann_file}; '
                              f'its categories are {names}')
+
+    # ------------------------------------------------------------ image sizes
+    def report_size_mismatches(self, data_list: List[dict]) -> int:
+        """Compare every image's header size with its record; log each mismatch.
+
+        Returns:
+            int: Number of mismatching (or unreadable) images.
+        """
+        bad = 0
+        for info in data_list:
+            path = info['img_path']
+            try:
+                width, height, orientation = read_image_size(path)
+            except (FileNotFoundError, ValueError) as e:
+                bad += 1
+                self._warn_once(path, str(e))
+                continue
+            if (width, height) != (info['width'], info['height']):
+                bad += 1
+                self._warn_once(path, describe_size_mismatch(
+                    path, (info['width'], info['height']), (width, height), orientation))
+        if bad:
+            print_log(f'{type(self).__name__}: {bad} of {len(data_list)} images of {self.ann_file} do not match '
+                      'their recorded size (see the warnings above)', logger='current', level=logging.WARNING)
+        return bad
+
+    def prepare_data(self, idx: int) -> Any:
+        data = super().prepare_data(idx)
+        self._check_decoded_size(idx, data)
+        return data
+
+    def _check_decoded_size(self, idx: int, data: Any) -> None:
+        sample = data.get('data_samples') if isinstance(data, dict) else None
+        ori_shape = getattr(sample, 'metainfo', {}).get('ori_shape') if sample is not None else None
+        if ori_shape is None:
+            return
+        info = self.get_data_info(idx)
+        recorded = (info.get('width'), info.get('height'))
+        actual = (int(ori_shape[1]), int(ori_shape[0]))
+        if None not in recorded and actual != tuple(recorded):
+            self._warn_once(info['img_path'], describe_size_mismatch(info['img_path'], recorded, actual))
+
+    def _warn_once(self, path: str, message: str) -> None:
+        if path in self._reported_sizes:
+            return
+        self._reported_sizes.add(path)
+        print_log(message, logger='current', level=logging.WARNING)

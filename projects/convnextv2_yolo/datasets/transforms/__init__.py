@@ -1,3 +1,3 @@
-
 from .letter_resize import LetterResize  # noqa: F401
 from .yolo_augment import YOLOHSVRandomAug, YOLORandomAffine  # noqa: F401
+from .yolo_mosaic import YOLOMosaic  # noqa: F401

@@ -5,6 +5,7 @@ import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
+from mmdet.structures.bbox import autocast_box_type
 
 
 @TRANSFORMS.register_module()
@@ -12,13 +13,21 @@ class LetterResize(BaseTransform):
     """Resize keeping the aspect ratio to fit ``scale``, then pad centred.
 
     Follows the reference letterbox: ratio ``r = min(H/h, W/w)`` (capped at 1
-    without ``allow_scale_up``), resized size ``round(w*r) x round(h*r)``,
-    padding split ``round(d/2 - 0.1)`` / ``round(d/2 + 0.1)`` with value 114.
+    without ``allow_scale_up``), resized size ``round(w*r) x round(h*r)`` (at
+    least 1 px), padding split ``round(d/2 - 0.1)`` / ``round(d/2 + 0.1)``
+    with value 114.
+
+    Boxes cross the letterbox with the per-axis ratios of the ROUNDED size,
+    ``(new_w / w, new_h / h)``, which is what the pixels underwent: this is the
+    ``scale_factor`` stored for mapping predictions back (``YOLO11Head._rescale``
+    divides by it per axis), so a box that fills the image comes back exactly
+    (the unrounded ``r`` is off by up to 2 px on 3775x1571 images at 640).
 
     Required keys: ``img``. Modified keys: ``img``, ``img_shape``,
-    ``gt_bboxes`` (scaled and shifted). Added keys: ``scale_factor`` (w, h)
-    (multiplied into an existing one), ``pad_param`` float32
-    [top, bottom, left, right] (an existing one is scaled and added),
+    ``gt_bboxes`` (scaled per axis and shifted). Added keys: ``scale_factor``
+    (w, h) (multiplied into an existing one), ``pad_param`` float32
+    [top, bottom, left, right] (an existing one is scaled per axis, top/bottom
+    by the y factor and left/right by the x factor, and added),
     ``keep_ratio``. Only boxes are transformed (no masks / seg maps).
 
     Args:
@@ -45,6 +54,7 @@ class LetterResize(BaseTransform):
         self.pad_val = pad_val
         self.interpolation = interpolation
 
+    @autocast_box_type()
     def transform(self, results: dict) -> dict:
         if results.get('img') is None:
             raise KeyError("LetterResize: results lack 'img' (load the image first)")
@@ -54,9 +64,11 @@ class LetterResize(BaseTransform):
         ratio = min(dst_h / h, dst_w / w)
         if not self.allow_scale_up:
             ratio = min(ratio, 1.0)
-        new_w, new_h = int(round(w * ratio)), int(round(h * ratio))
+        new_w, new_h = max(int(round(w * ratio)), 1), max(int(round(h * ratio)), 1)
+        scale_w, scale_h = new_w / w, new_h / h  # what the pixels underwent, per axis
         if (new_w, new_h) != (w, h):
-            img = mmcv.imresize(img, (new_w, new_h), interpolation=self.interpolation, backend='cv2')
+            resized = mmcv.imresize(img, (new_w, new_h), interpolation=self.interpolation, backend='cv2')
+            img = resized[..., None] if img.ndim == 3 and resized.ndim == 2 else resized  # cv2 drops 1 channel
         dw, dh = (dst_w - new_w) / 2, (dst_h - new_h) / 2
         top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
         left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
@@ -69,14 +81,15 @@ class LetterResize(BaseTransform):
         results['keep_ratio'] = True
 
         prev_scale = results.get('scale_factor', (1.0, 1.0))
-        results['scale_factor'] = (float(prev_scale[0]) * ratio, float(prev_scale[1]) * ratio)
+        results['scale_factor'] = (float(prev_scale[0]) * scale_w, float(prev_scale[1]) * scale_h)
         pad = np.array([top, bottom, left, right], dtype=np.float32)
         if results.get('pad_param') is not None:
-            pad = pad + np.asarray(results['pad_param'], dtype=np.float32) * ratio
+            prev_pad = np.asarray(results['pad_param'], dtype=np.float64)
+            pad = (pad + prev_pad * np.array([scale_h, scale_h, scale_w, scale_w])).astype(np.float32)
         results['pad_param'] = pad
 
         if results.get('gt_bboxes') is not None:
-            results['gt_bboxes'].rescale_((ratio, ratio))
+            results['gt_bboxes'].rescale_((scale_w, scale_h))
             results['gt_bboxes'].translate_((left, top))
         return results
 

@@ -5,6 +5,8 @@ import numpy as np
 from mmengine.hooks import Hook
 from mmdet.registry import HOOKS
 
+from ...utils.launch import train_batch_size
+
 
 @HOOKS.register_module()
 class YOLOParamSchedulerHook(Hook):
@@ -25,24 +27,35 @@ class YOLOParamSchedulerHook(Hook):
     ``lr0 * lf(e)``. Everything is derived from (iter, epoch), so resuming
     continues the same curve.
 
+    Before training it tells a :class:`YOLOOptimWrapper` the real batch
+    (``train_dataloader`` batch size x world size), from which the wrapper
+    derives the gradient accumulation and the weight-decay scale. With
+    ``warmup_accumulate`` the accumulation ramps like the reference's:
+    ``max(1, round(interp(i, [0, W], [1, nominal_batch / batch])))`` during
+    warmup, then the nominal accumulation.
+
     Args:
         lr_factor (float): Final LR as a fraction of the initial LR. Defaults to 0.01.
         warmup_epochs (float): Warmup length in epochs. Defaults to 3.
         warmup_min_iters (int): Minimum warmup length in iterations. Defaults to 100.
         warmup_bias_lr (float): Starting LR of the bias group. Defaults to 0.1.
         warmup_momentum (float): Starting momentum. Defaults to 0.8.
+        warmup_accumulate (bool): Ramp the gradient accumulation from 1 to
+            nominal during warmup, as the reference does (needs a
+            ``YOLOOptimWrapper``). Defaults to False.
     """
 
     priority = 'LOW'  # like ParamSchedulerHook
 
     def __init__(self, lr_factor: float = 0.01, warmup_epochs: float = 3,
                  warmup_min_iters: int = 100, warmup_bias_lr: float = 0.1,
-                 warmup_momentum: float = 0.8) -> None:
+                 warmup_momentum: float = 0.8, warmup_accumulate: bool = False) -> None:
         self.lr_factor = lr_factor
         self.warmup_epochs = warmup_epochs
         self.warmup_min_iters = warmup_min_iters
         self.warmup_bias_lr = warmup_bias_lr
         self.warmup_momentum = warmup_momentum
+        self.warmup_accumulate = warmup_accumulate
         self.warmup_iters: Optional[int] = None
 
     def lr_lambda(self, epoch: int, max_epochs: int) -> float:
@@ -56,10 +69,23 @@ class YOLOParamSchedulerHook(Hook):
         iters_per_epoch = len(runner.train_dataloader)
         self.warmup_iters = max(round(self.warmup_epochs * iters_per_epoch), self.warmup_min_iters) \
             if self.warmup_epochs > 0 else -1
+        wrapper = runner.optim_wrapper
+        if hasattr(wrapper, 'set_total_batch_size'):
+            wrapper.set_total_batch_size(train_batch_size(runner))
+        elif self.warmup_accumulate:
+            raise TypeError(f'YOLOParamSchedulerHook: warmup_accumulate needs a YOLOOptimWrapper, '
+                            f'got {type(wrapper).__name__}')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         it, lf = runner.iter, self.lr_lambda(runner.epoch, runner.max_epochs)
         warm = it <= self.warmup_iters
+        if self.warmup_accumulate:
+            wrapper = runner.optim_wrapper
+            if warm and not wrapper.fixed_accumulation:
+                nominal = wrapper.nominal_batch_size / wrapper.total_batch_size
+                wrapper.set_accumulation(max(1, round(float(np.interp(it, [0, self.warmup_iters], [1, nominal])))))
+            else:
+                wrapper.set_accumulation(wrapper.nominal_accumulation)
         for group in runner.optim_wrapper.param_groups:
             target = group['yolo_initial_lr'] * lf
             if warm:

@@ -1,8 +1,9 @@
 """The reference's optimizer parameter groups and weight-decay scaling."""
-from typing import List, Optional
+import logging
+from typing import List
 
 import torch.nn as nn
-from mmengine.dist import get_world_size
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
@@ -22,16 +23,23 @@ class YOLOOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     - biases: no weight decay, tagged ``yolo_bias=True`` (their warmup starts
       at ``warmup_bias_lr``, see ``YOLOParamSchedulerHook``);
     - weights of norm layers (BatchNorm, LayerNorm, GroupNorm, GRN): no decay;
-    - all other weights: ``weight_decay`` scaled by
-      ``total_batch * accumulate / nominal_batch_size``.
+    - all other weights: ``weight_decay``, tagged ``yolo_base_weight_decay``:
+      the optimizer wrapper scales it by ``total_batch * accumulate /
+      nominal_batch_size`` once the real batch size is known.
 
-    With ``optimizer.batch_size_per_gpu`` set, gradients are accumulated over
-    ``accumulate = max(round(nominal_batch_size / total_batch), 1)`` steps, as
-    the reference does for batches smaller than 64 (the optim wrapper's
-    ``accumulative_counts``, unless the config sets it).
+    The wrapper is a :class:`YOLOOptimWrapper` (``type='OptimWrapper'`` or
+    ``'AmpOptimWrapper'``, as ``--amp`` sets it, become ``YOLOOptimWrapper`` /
+    ``YOLOAmpOptimWrapper``): it derives the gradient accumulation (up to the
+    nominal batch of 64) and the weight-decay scale from the training data
+    loader's batch size and the world size before training, so no batch size
+    is written in the optimizer config.
 
     ``paramwise_cfg`` accepts only ``nominal_batch_size`` (default 64).
+    ``optimizer.batch_size_per_gpu`` (older configs) is ignored with a warning.
     """
+
+    WRAPPER_TYPES = {'OptimWrapper': 'YOLOOptimWrapper', 'AmpOptimWrapper': 'YOLOAmpOptimWrapper',
+                     'YOLOOptimWrapper': 'YOLOOptimWrapper', 'YOLOAmpOptimWrapper': 'YOLOAmpOptimWrapper'}
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         if is_model_wrapper(model):
@@ -43,11 +51,16 @@ class YOLOOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise KeyError(f'YOLOOptimWrapperConstructor: unknown paramwise_cfg keys {sorted(unknown)}')
         nbs = self.paramwise_cfg.get('nominal_batch_size', 64)
         weight_decay = optimizer_cfg.pop('weight_decay', 0.0)
-        batch_size_per_gpu: Optional[int] = optimizer_cfg.pop('batch_size_per_gpu', None)
-        if batch_size_per_gpu is not None:
-            total = batch_size_per_gpu * get_world_size()
-            accumulate = wrapper_cfg.setdefault('accumulative_counts', max(round(nbs / total), 1))
-            weight_decay *= total * accumulate / nbs
+        if optimizer_cfg.pop('batch_size_per_gpu', None) is not None:
+            print_log('YOLOOptimWrapperConstructor: optimizer.batch_size_per_gpu is ignored: the gradient '
+                      'accumulation and weight decay follow train_dataloader.batch_size x world size',
+                      logger='current', level=logging.WARNING)
+        wrapper_type = wrapper_cfg.get('type', 'OptimWrapper')
+        wrapper_cfg['type'] = self.WRAPPER_TYPES.get(wrapper_type, wrapper_type)
+        if wrapper_cfg['type'] not in self.WRAPPER_TYPES.values():
+            raise ValueError(f"YOLOOptimWrapperConstructor: optim_wrapper.type must be one of "
+                             f"{sorted(set(self.WRAPPER_TYPES))}, got {wrapper_type!r}")
+        wrapper_cfg.setdefault('nominal_batch_size', nbs)
 
         bias: List[nn.Parameter] = []
         norm: List[nn.Parameter] = []
@@ -62,7 +75,7 @@ class YOLOOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                     decay.append(param)
         optimizer_cfg['params'] = [
             dict(params=bias, weight_decay=0.0, yolo_bias=True),
-            dict(params=decay, weight_decay=weight_decay),
+            dict(params=decay, weight_decay=weight_decay, yolo_base_weight_decay=weight_decay),
             dict(params=norm, weight_decay=0.0),
         ]
         optimizer = OPTIMIZERS.build(optimizer_cfg)

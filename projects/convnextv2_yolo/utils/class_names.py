@@ -1,0 +1,57 @@
+"""Which class names a trained model's label indices stand for."""
+import logging
+from typing import Optional, Sequence, Tuple
+
+from mmengine.logging import print_log
+
+
+def resolve_class_names(checkpoint_meta: Optional[dict], config_classes: Optional[Sequence[str]],
+                        num_classes: int) -> Tuple[Tuple[str, ...], str]:
+    """Class names for label indices ``0 .. num_classes - 1``, and where they came from.
+
+    Label ``i`` of a model means the ``i``-th class of the dataset it was
+    trained on, which mmengine stores in the checkpoint (``meta.dataset_meta``).
+    In order of trust: the checkpoint's ``dataset_meta.classes`` (a warning
+    when the config lists other names or another order), the config's
+    ``classes``, COCO's 80 names for an 80-class model, ``class0``... (each
+    fallback with a warning). mmdet's inferencer falls back to COCO's names
+    for any model without checkpoint names, which mislabels every picture of
+    a custom-class model.
+
+    Args:
+        checkpoint_meta (dict, optional): The checkpoint's ``meta``.
+        config_classes (Sequence[str], optional): ``metainfo.classes`` of the
+            config's test dataset.
+        num_classes (int): The head's number of classes.
+
+    Returns:
+        tuple: ``(names, source)``, source one of 'checkpoint', 'config',
+        'coco', 'generic'.
+
+    Raises:
+        ValueError: the checkpoint's names do not match ``num_classes``.
+    """
+    meta = checkpoint_meta or {}
+    dataset_meta = {str(k).lower(): v for k, v in (meta.get('dataset_meta') or {}).items()}
+    ckpt_classes = dataset_meta.get('classes') or meta.get('CLASSES')
+    config_classes = tuple(config_classes) if config_classes else None
+    if ckpt_classes:
+        ckpt_classes = tuple(ckpt_classes)
+        if len(ckpt_classes) != num_classes:
+            raise ValueError(f'the checkpoint names {len(ckpt_classes)} classes {ckpt_classes} but the model has '
+                             f'{num_classes}: is the config the one the checkpoint was trained with?')
+        if config_classes and config_classes != ckpt_classes:
+            print_log(f'class names: the checkpoint was trained with {ckpt_classes}, the config lists '
+                      f'{config_classes}; labels are named after the checkpoint', logger='current',
+                      level=logging.WARNING)
+        return ckpt_classes, 'checkpoint'
+    if config_classes and len(config_classes) == num_classes:
+        return config_classes, 'config'
+    if num_classes == 80:
+        from mmdet.evaluation import get_classes
+        print_log('class names: neither the checkpoint nor the config names the classes; using COCO\'s',
+                  logger='current', level=logging.WARNING)
+        return tuple(get_classes('coco')), 'coco'
+    print_log(f'class names: neither the checkpoint nor the config names the {num_classes} classes; '
+              'using class0, class1, ...', logger='current', level=logging.WARNING)
+    return tuple(f'class{i}' for i in range(num_classes)), 'generic'

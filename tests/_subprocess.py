@@ -1,0 +1,24 @@
+"""Running the repository's tools in fresh Python processes (as a user would)."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PY = sys.executable
+
+
+def tool_env(**extra) -> dict:
+    """Environment with the package importable from the source tree, 1 thread per process."""
+    env = dict(os.environ, PYTHONPATH=osp.join(ROOT, 'projects') + os.pathsep + os.environ.get('PYTHONPATH', ''),
+               OMP_NUM_THREADS='1', PYTHON=PY)
+    env.update(extra)
+    return env
+
+
+def run_tool(cmd, timeout: int = 600, check: bool = True, **env) -> subprocess.CompletedProcess:
+    """Run ``cmd`` from the repository root; with ``check``, fail the test (with its output) on rc != 0."""
+    res = subprocess.run(cmd, cwd=ROOT, env=tool_env(**env), capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert res.returncode == 0, f'{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}'
+    return res

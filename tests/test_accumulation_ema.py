@@ -209,15 +209,96 @@ def test_wrapper_without_batch_size_fails_clearly():
                                   optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
 
 
-def test_amp_flag_keeps_the_yolo_wrapper():
-    """--amp turns YOLOOptimWrapper into its AMP variant (same accumulation)."""
+def test_amp_flag_keeps_the_yolo_wrapper(monkeypatch):
+    """--amp turns YOLOOptimWrapper into its AMP variant (same accumulation); on a CPU it says it needs a GPU."""
     import argparse
 
     from mmengine.config import Config
     from convnextv2_yolo.utils.launch import prepare_train_cfg
-    cfg = Config(dict(optim_wrapper=dict(type='YOLOOptimWrapper'), work_dir='/tmp/x'))
     args = argparse.Namespace(launcher='none', cfg_options=None, work_dir=None, amp=True, auto_scale_lr=False,
                               resume=None)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(SystemExit, match='--amp needs a CUDA GPU'):
+        prepare_train_cfg(Config(dict(optim_wrapper=dict(type='YOLOOptimWrapper'), work_dir='/tmp/x')), args)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = Config(dict(optim_wrapper=dict(type='YOLOOptimWrapper'), work_dir='/tmp/x'))
     assert prepare_train_cfg(cfg, args).optim_wrapper.type == 'YOLOAmpOptimWrapper'
     from mmdet.registry import OPTIM_WRAPPERS
     assert issubclass(OPTIM_WRAPPERS.get('YOLOAmpOptimWrapper'), OPTIM_WRAPPERS.get('AmpOptimWrapper'))
+
+
+@pytest.mark.parametrize('epochs,expected', [
+    (3, 'AdamW'),        # ceil(128 / 64) x 3 = 6 iterations <= 10,000
+    (5001, 'SGD'),       # 2 x 5001 = 10,002 > 10,000
+])
+def test_auto_optimizer_follows_the_reference_rule(tmp_path, epochs, expected):
+    """optimizer=dict(type='auto'): AdamW lr round(0.002 * 5 / (4 + nc), 6) for short runs, else SGD 0.01."""
+    from mmengine.runner import Runner
+
+    class Data(list):
+        metainfo = dict(classes=('a', 'b', 'c'))
+
+    runner = Runner(
+        model=_toy_model(), work_dir=str(tmp_path), experiment_name=f'auto_{tmp_path.name}',
+        train_dataloader=dict(dataset=Data(_data(128)), batch_size=16, sampler=dict(type='DefaultSampler'),
+                              collate_fn=dict(type='pseudo_collate')),
+        optim_wrapper=dict(type='OptimWrapper', constructor='YOLOOptimWrapperConstructor',
+                           optimizer=dict(type='auto', weight_decay=5e-4)),
+        train_cfg=dict(by_epoch=True, max_epochs=epochs),
+        default_hooks=dict(param_scheduler=dict(type='YOLOParamSchedulerHook'), checkpoint=None),
+        default_scope='mmdet')
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner._train_loop = runner.build_train_loop(runner._train_loop)
+    runner.call_hook('before_run')
+    runner.call_hook('before_train')
+    optimizer = runner.optim_wrapper.optimizer
+    assert type(optimizer).__name__ == expected
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'YOLOParamSchedulerHook')
+    assert hook.warmup_bias_lr == 0.0
+    decay = [g for g in optimizer.param_groups if 'yolo_base_weight_decay' in g][0]
+    assert decay['weight_decay'] == pytest.approx(5e-4 * 16 * 4 / 64)
+    # mmengine's logged base_lr follows the chosen optimizer, not the placeholder's
+    assert runner.optim_wrapper.get_lr()['base_lr'][0] == pytest.approx(decay['yolo_initial_lr'])
+    if expected == 'AdamW':
+        assert decay['yolo_initial_lr'] == pytest.approx(round(0.002 * 5 / (4 + 3), 6)) == pytest.approx(0.001429)
+        assert decay['betas'] == (0.9, 0.999)
+    else:
+        assert decay['yolo_initial_lr'] == 0.01 and decay['momentum'] == pytest.approx(0.9)
+        assert decay['nesterov']
+
+
+def test_auto_optimizer_rejects_fixed_lr():
+    from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type='YOLOOptimWrapperConstructor',
+        optim_wrapper_cfg=dict(type='OptimWrapper', optimizer=dict(type='auto', lr=0.01))))
+    with pytest.raises(KeyError, match="remove \\['lr'\\]"):
+        constructor(nn.Linear(2, 1))
+
+
+def test_lr_decays_in_iteration_based_loops_and_is_logged_for_the_current_iteration(tmp_path):
+    """lf follows i / max_iters in an IterBasedTrainLoop; the logged lr is the weights' current LR."""
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+    seen = []
+
+    class Record(Hook):
+        priority = 'VERY_LOW'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            group = [g for g in runner.optim_wrapper.param_groups if 'yolo_base_weight_decay' in g][0]
+            seen.append((group['lr'], runner.message_hub.get_scalar('train/lr').current()))
+
+    runner = Runner(
+        model=_toy_model(), work_dir=str(tmp_path), experiment_name=f'iters_{tmp_path.name}',
+        train_dataloader=dict(dataset=_data(64), batch_size=16, sampler=dict(type='InfiniteSampler'),
+                              collate_fn=dict(type='pseudo_collate')),
+        optim_wrapper=dict(type='OptimWrapper', constructor='YOLOOptimWrapperConstructor',
+                           optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+        train_cfg=dict(by_epoch=False, max_iters=10),
+        default_hooks=dict(param_scheduler=dict(type='YOLOParamSchedulerHook', warmup_epochs=0), checkpoint=None),
+        custom_hooks=[Record()], default_scope='mmdet')
+    runner.train()
+    expected = [0.01 * ((1 - i / 10) * 0.99 + 0.01) for i in range(10)]
+    assert [lr for lr, _ in seen] == pytest.approx(expected)
+    assert [logged for _, logged in seen] == pytest.approx(expected)

@@ -243,7 +243,12 @@ MALFORMED = {
     'bbox_strings': (('annotations', 2, 'bbox'), ['1', 2, 3, 4], "annotation id 13: field 'bbox'"),
     'bbox_nan': (('annotations', 2, 'bbox'), [1, 2, float('nan'), 4], "annotation id 13: field 'bbox'"),
     'negative_width': (('annotations', 0, 'bbox'), [10, 2, -3, 4], "annotation id 11: field 'bbox' has a negative"),
-    'no_category': (('annotations', 0, 'category_id'), _DROP, "annotation id 11: field 'category_id' None"),
+    'no_category': (('annotations', 0, 'category_id'), _DROP,
+                    "annotation id 11: field 'category_id' must be an integer"),
+    'float_category_id': (('annotations', 0, 'category_id'), 1.0,
+                          "annotation id 11: field 'category_id' must be an integer, got 1.0"),
+    'float_image_id': (('annotations', 2, 'image_id'), 3.0, "annotation id 13: field 'image_id' must be an integer"),
+    'same_file_twice': (('images', 1, 'file_name'), '1.png', "image id 2: field 'file_name' '1.png' is also image"),
     'unknown_category': (('annotations', 1, 'category_id'), 9, "annotation id 12: field 'category_id' 9 is not"),
     'unknown_image': (('annotations', 1, 'image_id'), 99, "annotation id 12: field 'image_id' 99 is not"),
     'negative_area': (('annotations', 0, 'area'), -5, "annotation id 11: field 'area'"),
@@ -289,6 +294,42 @@ def test_repeated_config_class(tmp_path):
     ann_file, img_dir = _write_dataset(str(tmp_path), categories, ann_cats)
     with pytest.raises(ValueError, match=r"metainfo.classes repeats \['cat'\]"):
         _dataset(ann_file, img_dir, ('cat', 'dog', 'cat'))
+    # ('cat') is the string 'cat', not a tuple of one name
+    from mmdet.registry import DATASETS
+    with pytest.raises(TypeError, match=r"got the string 'cat'; for one class write \('cat', \)"):
+        DATASETS.build(dict(type='CheckedCocoDataset', ann_file=ann_file, data_prefix=dict(img=img_dir + '/'),
+                            metainfo=dict(classes='cat'), pipeline=[]))
+
+
+def test_area_0_is_recomputed_and_dropped_boxes_are_reported(tmp_path, warnings_log):
+    """Exporters that write area 0, or normalised coordinates: nothing is dropped silently."""
+    def area_0(coco):
+        for ann in coco['annotations']:
+            ann['area'] = 0
+    categories, ann_cats, classes = LAYOUTS['swapped']
+    ann_file, img_dir = _write_dataset(str(tmp_path / 'a'), categories, ann_cats, extra=area_0)
+    ds = _dataset(ann_file, img_dir, classes)
+    assert sum(len(ds.get_data_info(i)['instances']) for i in range(len(ds))) == 3
+    assert any('3 annotations have area 0' in m for m in warnings_log)
+
+    def normalised(coco):
+        for ann, img in zip(coco['annotations'], coco['images']):
+            x, y, w, h = ann['bbox']
+            ann['bbox'] = [x / img['width'], y / img['height'], w / img['width'], h / img['height']]
+    ann_file, img_dir = _write_dataset(str(tmp_path / 'n'), categories, ann_cats, extra=normalised)
+    ds = _dataset(ann_file, img_dir, classes)
+    assert sum(len(ds.get_data_info(i)['instances']) for i in range(len(ds))) == 0  # mmdet's rule
+    assert any('3 boxes dropped because they are under 1 px' in m and 'normalised' in m for m in warnings_log)
+
+
+def test_byte_order_mark_is_fine(tmp_path):
+    categories, ann_cats, classes = LAYOUTS['swapped']
+    ann_file, img_dir = _write_dataset(str(tmp_path), categories, ann_cats)
+    with open(ann_file, 'rb') as f:
+        data = f.read()
+    with open(ann_file, 'wb') as f:
+        f.write(b'\xef\xbb\xbf' + data)
+    assert len(_dataset(ann_file, img_dir, classes)) == 3
 
 
 # ---------------------------------------------------------------- recorded size vs decoded image
@@ -402,3 +443,29 @@ def test_class_names_come_from_the_checkpoint_then_the_config(warnings_log):
     assert resolve_class_names(None, ('x', ), 3) == (('class0', 'class1', 'class2'), 'generic')
     with pytest.raises(ValueError, match='names 2 classes'):
         resolve_class_names(meta, None, 3)
+
+
+def test_metric_refuses_classes_missing_from_its_annotation_file(tmp_path):
+    """An evaluator file that is not the dataset's: a class it lacks would be scored as another one."""
+    from mmdet.registry import METRICS
+    categories, ann_cats, _ = LAYOUTS['swapped']
+    ann_file, _ = _write_dataset(str(tmp_path), [categories[1]], [2, 2, 2])  # only 'dog'
+    metric = METRICS.build(dict(type='CheckedCocoMetric', ann_file=ann_file))
+    with pytest.raises(ValueError, match=r"classes \['cat'\] are not categories of its ann_file .*ann.json"):
+        metric.dataset_meta = dict(classes=('cat', 'dog'))
+    metric.dataset_meta = dict(classes=('dog', ))  # a subset is fine
+
+
+def test_test_py_warns_when_the_config_orders_classes_otherwise(tmp_path, warnings_log):
+    import torch
+    from mmengine.config import Config
+    from convnextv2_yolo.utils.launch import check_class_names
+    ckpt = str(tmp_path / 'm.pth')
+    torch.save({'state_dict': {}, 'meta': {'dataset_meta': {'classes': ('dog', 'cat')}}}, ckpt)
+    cfg = Config(dict(model=dict(bbox_head=dict(num_classes=2)),
+                      test_dataloader=dict(dataset=dict(metainfo=dict(classes=('cat', 'dog'))))))
+    check_class_names(cfg, ckpt)
+    assert any("trained with ('dog', 'cat'), the config lists ('cat', 'dog')" in m for m in warnings_log)
+    cfg.model.bbox_head.num_classes = 3
+    with pytest.raises(SystemExit, match=r"names 2 classes \('dog', 'cat'\) but the model has 3"):
+        check_class_names(cfg, ckpt)

@@ -242,3 +242,20 @@ def test_soft_nms_scores_reach_the_head_predictions():
     # soft-NMS + class_agnostic: class 2's A is decayed to 0 by class 1's A
     r = head.predict_by_feat(*outs, batch_img_metas=[{}], cfg=dict(cfg, nms=dict(cfg['nms'], class_agnostic=True)))[0]
     assert r.labels.tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize('nms_type', ['nms', 'soft_nms'])
+def test_non_finite_boxes_are_dropped_and_do_not_disable_nms(nms_type):
+    """One NaN box must not stop suppression in the other classes (it made the class shift NaN)."""
+    from convnextv2_yolo.dense_heads.yolo11_head import multiclass_nms
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10.5], [20, 20, 30, 30], [20, 20, 30, 30.5],
+                          [5, 5, float('nan'), 9], [40, 40, 50, 50], [0, 0, float('inf'), 5]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95, float('nan'), 0.5])
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 0])
+    cfg = dict(type=nms_type, iou_threshold=0.5)
+    if nms_type == 'soft_nms':
+        cfg.update(method='naive')
+    for split_thr in (1, 100):
+        keep, out = multiclass_nms(boxes, scores, labels, dict(cfg, split_thr=split_thr))
+        assert keep.tolist() == [0, 2], (split_thr, keep)
+        assert torch.isfinite(out).all()

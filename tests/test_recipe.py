@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 import torch.nn as nn
 
 import convnextv2_yolo  # noqa: F401
@@ -78,8 +77,10 @@ class _Loader(list):
 
 
 def _runner_stub(net, wrapper, it, epoch, max_epochs=10, iters_per_epoch=50, batch_size=64):
+    from mmengine.logging import MessageHub
     return SimpleNamespace(optim_wrapper=wrapper, iter=it, epoch=epoch, max_epochs=max_epochs,
-                           train_dataloader=_Loader(iters_per_epoch, batch_size))
+                           train_dataloader=_Loader(iters_per_epoch, batch_size), train_loop=None,
+                           message_hub=MessageHub.get_instance('test_recipe'))
 
 
 def test_warmup_and_linear_decay():

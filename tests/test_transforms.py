@@ -416,3 +416,19 @@ def test_letterbox_scales_an_existing_pad_param_and_scale_factor_per_axis():
     assert out['scale_factor'] == pytest.approx((0.64, sy), rel=1e-12)
     np.testing.assert_allclose(out['pad_param'], [17 + 2 * sy, 18 + 4 * sy, 6 * 0.64, 8 * 0.64], rtol=1e-6)
     np.testing.assert_allclose(out['gt_bboxes'].numpy(), [[6.4, 5 * sy + 17, 32, 40 * sy + 17]], rtol=1e-6)
+
+
+def test_letterbox_pad_value_per_channel_and_clear_errors():
+    """mmyolo-style per-channel pad values work; a wrong count names the image."""
+    from convnextv2_yolo.datasets.transforms import LetterResize, YOLOHSVRandomAug
+    img = np.zeros((20, 40, 3), np.uint8)
+    for pad in ((114, 100, 90), dict(img=(114, 100, 90)), [114, 100, 90]):
+        out = LetterResize(scale=(64, 64), pad_val=pad).transform(dict(img=img.copy()))
+        assert out['img'][0, 0].tolist() == [114, 100, 90]
+    with pytest.raises(ValueError, match='2 values for an image with 3 channels'):
+        LetterResize(scale=(64, 64), pad_val=(1, 2)).transform(dict(img=img.copy(), img_path='x.png'))
+    with pytest.raises(ValueError, match='number or one number per channel'):
+        LetterResize(scale=64, pad_val='gray')
+    gray = np.zeros((20, 40), np.uint8)
+    with pytest.raises(ValueError, match=r"YOLOHSVRandomAug needs an 8-bit BGR image.*g.png"):
+        YOLOHSVRandomAug().transform(dict(img=gray, img_path='g.png'))

@@ -1,6 +1,6 @@
 """Test (and evaluate) a detector (MMDetection's CLI, with convnextv2_yolo registered).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+    python tools/test.py CONFIG CHECKPOINT [--data DATA_YAML] [--imgsz N] [--work-dir DIR] [--out results.pkl]
                          [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse

@@ -1,7 +1,7 @@
 """Train a detector (MMDetection's CLI, with convnextv2_yolo registered).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
-                          [--resume [CKPT]] [--cfg-options k=v ...] [--launcher ...]
+    python tools/train.py CONFIG [--data DATA_YAML] [--imgsz N] [--work-dir DIR] [--amp]
+                          [--auto-scale-lr] [--resume [CKPT]] [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
 import os.path as osp

@@ -14,7 +14,9 @@ default_hooks = dict(
         warmup_min_iters=100,
         warmup_bias_lr=0.1,
         warmup_momentum=0.8),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3, save_best='auto'))
+    # save_best names the metric: 'auto' takes the first key, a per-class AP with classwise=True
+    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3, save_best='coco/bbox_mAP',
+                    rule='greater'))
 
 env_cfg = dict(cudnn_benchmark=True)
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)

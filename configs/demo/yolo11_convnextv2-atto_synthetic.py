@@ -59,7 +59,7 @@ test_pipeline = [
     dict(type='LetterResize', scale=img_scale, pad_val=dict(img=114), allow_scale_up=False),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                                          'scale_factor', 'pad_param')),
+                                          'scale_factor', 'pad_param', 'instances')),
 ]
 # the data loads in the main process: on 2 cores, worker processes only steal the
 # cores that the 2 compute threads need

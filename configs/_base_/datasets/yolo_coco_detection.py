@@ -55,7 +55,7 @@ test_pipeline = [
     dict(type='LetterResize', scale=img_scale, pad_val=dict(img=114), allow_scale_up=False),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                                          'scale_factor', 'pad_param')),
+                                          'scale_factor', 'pad_param', 'instances')),
 ]
 
 train_dataloader = dict(
@@ -77,6 +77,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # mmdet's CocoMetric on a checked annotation file (missing 'area' computed, malformed
-# fields named); AP at 100 detections, as pycocotools
+# fields named). mmdet's detection limits: bbox_mAP at 100 detections per image (as
+# pycocotools), bbox_mAP_50/75/s/m/l at 1000 (its proposal_nums[-1]; max_per_img is 300)
 val_evaluator = dict(type='CheckedCocoMetric', metric='bbox')
 test_evaluator = val_evaluator

@@ -7,3 +7,5 @@ from . import transforms  # noqa: F401
 from .checked_coco import CheckedCocoDataset  # noqa: F401
 from .coco_api import CheckedCOCO, COCOFormatError, check_coco_dict, load_coco_json  # noqa: F401
 from .image_size import read_image_size  # noqa: F401
+from .yolo_format import DataYaml, DataYamlError, load_data_yaml  # noqa: F401
+from .yolo_dataset import YOLODataset, YOLODatasetError  # noqa: F401

@@ -1,12 +1,13 @@
 """COCO dataset that fails early, naming the file or key at fault."""
 import logging
 import os.path as osp
-from typing import Any, Callable, List, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
+from ..utils.class_names import as_class_names
 from .coco_api import CheckedCOCO
 from .image_size import describe_size_mismatch, read_image_size
 
@@ -42,6 +43,19 @@ class CheckedCocoDataset(CocoDataset):
         self._reported_sizes: Set[str] = set()
         super().__init__(*args, **kwargs)
 
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        """mmdet's parser, counting the boxes of listed classes that it drops."""
+        info = super().parse_data_info(raw_data_info)
+        wanted = [a for a in raw_data_info['raw_ann_info']
+                  if a['category_id'] in self.cat_ids and not a.get('ignore', False)]
+        if len(info['instances']) < len(wanted):
+            img = raw_data_info['raw_img_info']
+            for ann in wanted:
+                reason = _dropped_by_mmdet(ann, img['width'], img['height'])
+                if reason:
+                    self._dropped.setdefault(reason, []).append(ann['id'])
+        return info
+
     def load_data_list(self) -> List[dict]:
         if self.backend_args is None:  # local files: check the paths first
             if not osp.isfile(self.ann_file):
@@ -51,7 +65,11 @@ class CheckedCocoDataset(CocoDataset):
             if img_dir and not osp.isdir(img_dir):
                 raise FileNotFoundError(f'image folder not found: {img_dir} '
                                         f'(data_root={self.data_root!r}, data_prefix.img key)')
+        self._dropped: Dict[str, List[Any]] = {}
         data_list = super().load_data_list()
+        for reason, ids in self._dropped.items():
+            print_log(f'{self.ann_file}: {len(ids)} boxes dropped because {reason} (annotation ids '
+                      f'{ids[:5]}{", ..." if len(ids) > 5 else ""})', logger='current', level=logging.WARNING)
         if self.check_image_sizes and self.backend_args is None:
             self.report_size_mismatches(data_list)
         return data_list
@@ -65,10 +83,7 @@ class CheckedCocoDataset(CocoDataset):
         return load
 
     def _check_classes(self, coco: CheckedCOCO) -> None:
-        classes = list(self.metainfo['classes'])
-        repeated = sorted({c for c in classes if classes.count(c) > 1})
-        if repeated:
-            raise ValueError(f'metainfo.classes repeats {repeated}: each class name must appear once')
+        classes = as_class_names(self.metainfo['classes'])
         names = [c['name'] for c in coco.dataset['categories']]
         unknown = [c for c in classes if c not in names]
         if unknown:
@@ -77,28 +92,29 @@ class CheckedCocoDataset(CocoDataset):
 
     # ------------------------------------------------------------ image sizes
     def report_size_mismatches(self, data_list: List[dict]) -> int:
-        """Compare every image's header size with its record; log each mismatch.
+        """Compare every image's header size with its record; log each mismatch or unreadable image.
 
         Returns:
-            int: Number of mismatching (or unreadable) images.
+            int: Number of mismatching or unreadable images.
         """
-        bad = 0
+        mismatched, unreadable = 0, 0
         for info in data_list:
             path = info['img_path']
             try:
                 width, height, orientation = read_image_size(path)
             except (FileNotFoundError, ValueError) as e:
-                bad += 1
+                unreadable += 1
                 self._warn_once(path, str(e))
                 continue
             if (width, height) != (info['width'], info['height']):
-                bad += 1
+                mismatched += 1
                 self._warn_once(path, describe_size_mismatch(
                     path, (info['width'], info['height']), (width, height), orientation))
-        if bad:
-            print_log(f'{type(self).__name__}: {bad} of {len(data_list)} images of {self.ann_file} do not match '
-                      'their recorded size (see the warnings above)', logger='current', level=logging.WARNING)
-        return bad
+        if mismatched or unreadable:
+            print_log(f'{type(self).__name__}: of {len(data_list)} images of {self.ann_file}, {mismatched} do not '
+                      f'match their recorded size and {unreadable} are missing or unreadable (see the warnings '
+                      'above)', logger='current', level=logging.WARNING)
+        return mismatched + unreadable
 
     def prepare_data(self, idx: int) -> Any:
         data = super().prepare_data(idx)
@@ -121,3 +137,15 @@ class CheckedCocoDataset(CocoDataset):
             return
         self._reported_sizes.add(path)
         print_log(message, logger='current', level=logging.WARNING)
+
+
+def _dropped_by_mmdet(ann: dict, width: float, height: float) -> Optional[str]:
+    """Why mmdet's ``CocoDataset.parse_data_info`` drops a box (None: kept)."""
+    x, y, w, h = ann['bbox']
+    if max(0, min(x + w, width) - max(x, 0)) * max(0, min(y + h, height) - max(y, 0)) == 0:
+        return 'they lie outside their image'
+    if ann['area'] <= 0:
+        return 'their area is 0'
+    if w < 1 or h < 1:
+        return 'they are under 1 px wide or high (normalised coordinates?)'
+    return None

@@ -1,5 +1,6 @@
 """COCO annotation files read with checks: every malformed field named, ``area``/``iscrowd`` filled in."""
 import json
+import logging
 import math
 from typing import Any, Dict, List, Optional
 
@@ -56,11 +57,13 @@ def check_coco_dict(dataset: Any, path: str) -> Dict[str, Any]:
     - top level: a dict with ``images``, ``annotations``, ``categories`` lists;
     - categories: int ``id`` and str ``name``, both unique (a repeated name
       would make the class -> id mapping ambiguous);
-    - images: unique int ``id``, str ``file_name``, positive ``width`` and
-      ``height``;
-    - annotations: unique int ``id``; ``image_id`` / ``category_id`` that
+    - images: unique int ``id``, unique str ``file_name``, positive ``width``
+      and ``height``;
+    - annotations: unique int ``id``; int ``image_id`` / ``category_id`` that
       exist in the file; ``bbox`` = 4 finite numbers ``[x, y, w, h]`` with
-      ``w, h >= 0``; ``area`` a finite number >= 0; ``iscrowd`` 0 or 1.
+      ``w, h >= 0``; ``area`` a finite number >= 0 (0 with a non-empty box is
+      recomputed from the box, with a warning: mmdet's parser drops boxes of
+      area 0); ``iscrowd`` 0 or 1.
 
     Args:
         dataset (Any): The parsed JSON.
@@ -99,26 +102,33 @@ def check_coco_dict(dataset: Any, path: str) -> Dict[str, Any]:
             cat_names[name] = cat.get('id')
 
     img_ids = set()
+    file_names: Dict[str, Any] = {}
     for i, img in enumerate(dataset['images']):
         where = _check_entry('image', i, img, img_ids, problems)
         if where is None:
             continue
         if not isinstance(img.get('file_name'), str) or not img['file_name']:
             problems.append(f"{where}: field 'file_name' must be a non-empty string, got {img.get('file_name')!r}")
+        elif img['file_name'] in file_names:
+            problems.append(f"{where}: field 'file_name' {img['file_name']!r} is also image id "
+                            f"{file_names[img['file_name']]!r}")
+        else:
+            file_names[img['file_name']] = img.get('id')
         for key in ('width', 'height'):
             if not _is_number(img.get(key)) or img[key] <= 0:
                 problems.append(f"{where}: field '{key}' must be a positive number, got {img.get(key)!r}")
 
     ann_ids = set()
+    zero_areas: List[Any] = []
     for i, ann in enumerate(dataset['annotations']):
         where = _check_entry('annotation', i, ann, ann_ids, problems)
         if where is None:
             continue
-        if ann.get('image_id') not in img_ids:
-            problems.append(f"{where}: field 'image_id' {ann.get('image_id')!r} is not an image id of the file")
-        if ann.get('category_id') not in cat_ids:
-            problems.append(f"{where}: field 'category_id' {ann.get('category_id')!r} is not a category id "
-                            'of the file')
+        for key, known, kind in (('image_id', img_ids, 'an image'), ('category_id', cat_ids, 'a category')):
+            if not _is_id(ann.get(key)):
+                problems.append(f"{where}: field '{key}' must be an integer, got {ann.get(key)!r}")
+            elif ann[key] not in known:
+                problems.append(f"{where}: field '{key}' {ann[key]!r} is not {kind} id of the file")
         bbox = ann.get('bbox')
         if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
             problems.append(f"{where}: field 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}")
@@ -131,6 +141,10 @@ def check_coco_dict(dataset: Any, path: str) -> Dict[str, Any]:
                 ann['area'] = float(bbox[2]) * float(bbox[3])
         elif not _is_number(ann['area']) or ann['area'] < 0:
             problems.append(f"{where}: field 'area' must be a number >= 0, got {ann['area']!r}")
+        elif ann['area'] == 0 and bbox is not None and bbox[2] * bbox[3] > 0:
+            # some exporters write 0; mmdet's parser would drop the box silently
+            ann['area'] = float(bbox[2]) * float(bbox[3])
+            zero_areas.append(ann['id'])
         if 'iscrowd' not in ann:
             ann['iscrowd'] = 0
         elif ann['iscrowd'] not in (0, 1):
@@ -142,6 +156,10 @@ def check_coco_dict(dataset: Any, path: str) -> Dict[str, Any]:
         tail = f'\n  ... and {more} more' if more > 0 else ''
         raise COCOFormatError(f'{path}: {len(problems)} malformed COCO entr{"y" if len(problems) == 1 else "ies"}:'
                               f'\n  {listed}{tail}')
+    if zero_areas:
+        from mmengine.logging import print_log
+        print_log(f'{path}: {len(zero_areas)} annotations have area 0 but a box with an area (e.g. ids '
+                  f'{zero_areas[:5]}): area computed from the box', logger='current', level=logging.WARNING)
     return dataset
 
 
@@ -153,7 +171,7 @@ def load_coco_json(path: str) -> Dict[str, Any]:
         COCOFormatError: not JSON, or not valid COCO detection JSON.
     """
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8-sig') as f:  # a byte-order mark is fine
             dataset = json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f'annotation file not found: {path}') from None

@@ -55,9 +55,10 @@ def describe_size_mismatch(path: str, recorded: Tuple[int, int], actual: Tuple[i
     msg = (f'{path}: the annotation says {recorded[0]}x{recorded[1]} (width x height) but the image decodes '
            f'to {actual[0]}x{actual[1]}')
     if tuple(recorded) == tuple(actual)[::-1]:
-        cause = f'EXIF orientation {orientation}' if orientation else 'an EXIF orientation tag, most likely'
-        msg += (f': width and height are swapped ({cause} rotates the image on decoding); its boxes were '
-                'probably drawn on the unrotated image and will be misplaced')
+        cause = (f'its EXIF orientation {orientation} rotates it' if orientation else
+                 'most likely an EXIF orientation tag rotates it')
+        msg += (f': width and height are swapped ({cause} on decoding); its boxes were probably drawn on the '
+                'unrotated image and will be misplaced')
     else:
         msg += ': its boxes may be misplaced or cut'
     return msg

@@ -131,6 +131,8 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, labels: Tensor, nms_cfg: dict)
     - ``offset`` (0 or 1, default 0): box sides are ``x2 - x1 + offset``;
       plain NMS runs torchvision on boxes widened by ``offset`` (same IoUs).
 
+    Boxes or scores that are not finite (NaN / inf, a diverged model) are
+    never kept (a NaN would otherwise disable the class separation).
     Which of several equal-score boxes survives is not specified.
 
     Args:
@@ -148,12 +150,13 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, labels: Tensor, nms_cfg: dict)
     cfg = _check_nms_cfg(nms_cfg)
     device = boxes.device
     boxes, scores = boxes.float(), scores.float()
-    idx = torch.arange(len(boxes), device=device)
+    # boxes or scores that are not finite (a diverged model) cannot be compared: never kept
+    idx = torch.where(torch.isfinite(boxes).all(1) & torch.isfinite(scores))[0]
     # the score filters, before NMS
     if cfg['type'] == 'nms' and float(cfg.get('score_threshold', 0)) > 0:
-        idx = idx[scores > float(cfg['score_threshold'])]
+        idx = idx[scores[idx] > float(cfg['score_threshold'])]
     elif cfg['type'] == 'soft_nms':
-        idx = idx[scores >= float(cfg['min_score'])]
+        idx = idx[scores[idx] >= float(cfg['min_score'])]
         boxes, scores, labels, idx = boxes.cpu(), scores.cpu(), labels.cpu(), idx.cpu()
     boxes, scores, labels = boxes[idx], scores[idx], labels[idx]
     if cfg['type'] == 'nms' and cfg['offset']:

@@ -55,3 +55,28 @@ def resolve_class_names(checkpoint_meta: Optional[dict], config_classes: Optiona
     print_log(f'class names: neither the checkpoint nor the config names the {num_classes} classes; '
               'using class0, class1, ...', logger='current', level=logging.WARNING)
     return tuple(f'class{i}' for i in range(num_classes)), 'generic'
+
+
+def as_class_names(classes, source: str = 'metainfo.classes') -> Tuple[str, ...]:
+    """Class names as a tuple of distinct strings, or a clear error.
+
+    Args:
+        classes: A list or tuple of names.
+        source (str): What to call them in messages.
+
+    Raises:
+        TypeError: a single string (``('cat')`` is the string 'cat', not a
+            tuple) or not a sequence of strings.
+        ValueError: empty, or a name repeated.
+    """
+    if isinstance(classes, str):
+        raise TypeError(f"{source} must be a sequence of names, got the string {classes!r}; "
+                        f"for one class write ({classes!r}, ) or [{classes!r}]")
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+        raise TypeError(f'{source} must be a list or tuple of names (strings), got {classes!r}')
+    if not classes:
+        raise ValueError(f'{source} is empty')
+    repeated = sorted({c for c in classes if list(classes).count(c) > 1})
+    if repeated:
+        raise ValueError(f'{source} repeats {repeated}: each class name must appear once')
+    return tuple(classes)

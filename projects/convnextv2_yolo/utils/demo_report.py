@@ -1,37 +1,49 @@
 """Pictures for the demo: detections on validation images, loss/mAP curves."""
-import glob
 import json
 import os.path as osp
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 
 def inference_model(runner):
     """The EMA model when an ``EMAHook`` ran, else the trained model (eval mode)."""
+    from mmengine.hooks import EMAHook
     model = runner.model
     for hook in runner.hooks:
-        if type(hook).__name__ == 'EMAHook' and hasattr(hook, 'ema_model'):
+        if isinstance(hook, EMAHook) and hasattr(hook, 'ema_model'):  # YOLOEMAHook too
             model = hook.ema_model.module
     model.cfg = runner.cfg  # mmdet.apis.inference_detector reads the test pipeline from it
     return model.eval()
 
 
-def render_detections(runner, dataset, out_path: str, num_images: int = 8,
+def render_detections(runner, image_paths: Sequence[str], metainfo: dict, out_path: str,
                       score_thr: float = 0.3, cols: int = 4) -> str:
-    """Draw predicted boxes and class names on the first validation images as one grid."""
+    """Draw predicted boxes and class names on images as one grid (tiles of 320 px).
+
+    Args:
+        runner: The trained runner (its EMA weights are used when present).
+        image_paths (Sequence[str]): Images to draw, in order.
+        metainfo (dict): ``classes`` (and optionally ``palette``) for the names.
+        out_path (str): The PNG to write.
+        score_thr (float): Draw boxes above this score. Defaults to 0.3.
+        cols (int): Tiles per row. Defaults to 4.
+
+    Raises:
+        FileNotFoundError: ``image_paths`` is empty.
+    """
     import cv2
     import mmcv
     from mmdet.apis import inference_detector
     from mmdet.visualization import DetLocalVisualizer
 
     model = inference_model(runner)
-    paths = sorted(glob.glob(osp.join(dataset.img_dirs['val'], '*')))[:num_images]
+    paths = list(image_paths)
     if not paths:
-        raise FileNotFoundError(f'no validation images in {dataset.img_dirs["val"]}')
+        raise FileNotFoundError('no images to draw detections on')
     results = inference_detector(model, paths)
     vis = DetLocalVisualizer(name=f'demo_vis_{id(out_path)}')
-    vis.dataset_meta = dataset.metainfo  # classes and their palette
+    vis.dataset_meta = dict(metainfo)  # classes (and their palette)
     tiles = []
     for path, result in zip(paths, results):
         img = mmcv.imread(path, channel_order='rgb')

@@ -11,7 +11,12 @@ AMP_WRAPPERS = {'OptimWrapper': 'AmpOptimWrapper', 'YOLOOptimWrapper': 'YOLOAmpO
 
 
 def parse_common_args(parser: ArgumentParser) -> Namespace:
-    """Add mmdet's shared options (--cfg-options, --launcher, --local-rank) and parse."""
+    """Add the shared options (--data, --imgsz, --cfg-options, --launcher, --local-rank) and parse."""
+    parser.add_argument('--data', metavar='DATA_YAML',
+                        help="train/test on a dataset in the reference's layout (data.yaml): sets the "
+                             'datasets, classes, num_classes and evaluation (and optimizer=auto for SGD configs)')
+    parser.add_argument('--imgsz', type=int, metavar='N',
+                        help='train/test image size (mosaic canvas, affine border, letterbox), multiple of 32')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. train_dataloader.batch_size=8')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
@@ -66,8 +71,10 @@ def build_runner(cfg: Config):
 
 
 def _common(cfg: Config, args: Namespace) -> Config:
+    from .data_overrides import apply_data_args
     cfg.launcher = args.launcher
-    if getattr(args, 'cfg_options', None):
+    apply_data_args(cfg, getattr(args, 'data', None), getattr(args, 'imgsz', None))
+    if getattr(args, 'cfg_options', None):  # after --data/--imgsz: they can be overridden
         cfg.merge_from_dict(args.cfg_options)
     if getattr(args, 'work_dir', None):
         cfg.work_dir = args.work_dir
@@ -90,6 +97,10 @@ def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
     """Apply mmdet's train CLI semantics (--amp, --auto-scale-lr, --resume)."""
     cfg = _common(cfg, args)
     if getattr(args, 'amp', False):
+        import torch
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper does not train on the CPU); '
+                             'train without --amp here')
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         cfg.optim_wrapper.type = AMP_WRAPPERS.get(wrapper, 'AmpOptimWrapper')
         cfg.optim_wrapper.loss_scale = 'dynamic'
@@ -107,12 +118,33 @@ def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
     return cfg
 
 
+def check_class_names(cfg: Config, checkpoint: str) -> None:
+    """Warn when the config's test classes differ from those the checkpoint was trained with.
+
+    Labels are indices into the training classes: with another order the
+    metrics and dumped results would name the wrong classes.
+    """
+    from ..compat import safe_torch_load
+    from .class_names import resolve_class_names
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    config_classes = (dataset.get('metainfo') or {}).get('classes')
+    num_classes = cfg.get('model', {}).get('bbox_head', {}).get('num_classes')
+    if not config_classes or not num_classes or not osp.isfile(checkpoint):
+        return
+    meta = safe_torch_load(checkpoint, map_location='cpu').get('meta', {})
+    try:
+        resolve_class_names(meta, config_classes, num_classes)  # logs a warning on a difference
+    except ValueError as e:
+        raise SystemExit(f'{checkpoint}: {e}') from None
+
+
 def prepare_test_cfg(cfg: Config, args: Namespace) -> Config:
     """Apply mmdet's test CLI semantics (checkpoint, --show/--show-dir)."""
     cfg = _common(cfg, args)
     if not osp.isfile(args.checkpoint) and not str(args.checkpoint).startswith(('http://', 'https://')):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
+    check_class_names(cfg, args.checkpoint)
     if args.show or args.show_dir:
         from mmdet.engine.hooks.utils import trigger_visualization_hook
         cfg = trigger_visualization_hook(cfg, args)

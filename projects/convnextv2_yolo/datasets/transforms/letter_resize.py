@@ -1,5 +1,5 @@
 """Letterbox: keep-ratio resize into a fixed canvas with centred padding."""
-from typing import Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
@@ -34,17 +34,24 @@ class LetterResize(BaseTransform):
         scale (int | tuple[int, int]): Canvas (width, height); an int means
             a square canvas.
         allow_scale_up (bool): Allow enlarging small images. Defaults to True.
-        pad_val (int | dict): Padding value of every channel, or
+        pad_val (int | float | Sequence | dict): Padding value of every
+            channel, one value per channel, or
             ``dict(img=value)`` (mmyolo style). Defaults to 114.
         interpolation (str): mmcv interpolation. Defaults to 'bilinear'.
     """
 
     def __init__(self, scale: Union[int, Tuple[int, int]], allow_scale_up: bool = True,
-                 pad_val: Union[int, dict] = 114, interpolation: str = 'bilinear') -> None:
+                 pad_val: Union[int, float, Sequence, dict] = 114, interpolation: str = 'bilinear') -> None:
         if isinstance(pad_val, dict):
             if 'img' not in pad_val:
                 raise KeyError(f"LetterResize: pad_val dict needs an 'img' key, got {pad_val!r}")
             pad_val = pad_val['img']
+        if isinstance(pad_val, (list, tuple)):
+            pad_val = tuple(pad_val)
+            if not pad_val or not all(isinstance(v, (int, float)) for v in pad_val):
+                raise ValueError(f'LetterResize: pad_val must be a number or one number per channel, got {pad_val!r}')
+        elif not isinstance(pad_val, (int, float)):
+            raise ValueError(f'LetterResize: pad_val must be a number or one number per channel, got {pad_val!r}')
         if isinstance(scale, int):
             scale = (scale, scale)
         if len(scale) != 2 or min(scale) <= 0:
@@ -74,7 +81,12 @@ class LetterResize(BaseTransform):
         left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
         if top or bottom or left or right:
             # a scalar would pad only the first channel (cv2 semantics)
-            pad_val = (self.pad_val,) * img.shape[2] if img.ndim == 3 else self.pad_val
+            channels = img.shape[2] if img.ndim == 3 else 1
+            pad_val = self.pad_val if isinstance(self.pad_val, tuple) else (self.pad_val, ) * channels
+            if len(pad_val) != channels:
+                raise ValueError(f'LetterResize: pad_val {self.pad_val!r} has {len(pad_val)} values for an image '
+                                 f'with {channels} channels ({results.get("img_path")})')
+            pad_val = pad_val if img.ndim == 3 else pad_val[0]
             img = mmcv.impad(img, padding=(left, top, right, bottom), pad_val=pad_val)
         results['img'] = img
         results['img_shape'] = img.shape[:2]

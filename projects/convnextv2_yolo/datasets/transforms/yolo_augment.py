@@ -34,6 +34,10 @@ class YOLOHSVRandomAug(BaseTransform):
             return results
         r = np.random.uniform(-1, 1, 3) * self.gains + 1
         img = results['img']
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f'YOLOHSVRandomAug needs an 8-bit BGR image (LoadImageFromFile with the default '
+                             f"color_type='color'), got dtype {img.dtype} and shape {img.shape} "
+                             f'({results.get("img_path")})')
         hue, sat, val = cv2.split(cv2.cvtColor(img, cv2.COLOR_BGR2HSV))
         x = np.arange(0, 256, dtype=r.dtype)
         lut_hue = ((x * r[0]) % 180).astype(np.uint8)

@@ -1,8 +1,11 @@
 """The reference's warmup + linear LR schedule as one hook."""
+import math
 from typing import Optional
 
 import numpy as np
 from mmengine.hooks import Hook
+from mmengine.runner import IterBasedTrainLoop
+from mmengine.logging import print_log
 from mmdet.registry import HOOKS
 
 from ...utils.launch import train_batch_size
@@ -24,10 +27,16 @@ class YOLOParamSchedulerHook(Hook):
     (``start`` = ``warmup_bias_lr`` for the group tagged ``yolo_bias`` by
     ``YOLOOptimWrapperConstructor``, else 0) and momentum
     ``interp(i, [0, W], [warmup_momentum, momentum0])``; afterwards LR is
-    ``lr0 * lf(e)``. Everything is derived from (iter, epoch), so resuming
+    ``lr0 * lf(e)``. In an iteration-based loop ``e / max_epochs`` is replaced
+    by ``i / max_iters``. The logged ``lr`` is the weights' LR of the current
+    iteration (during warmup the bias group's starts higher). Everything is derived from (iter, epoch), so resuming
     continues the same curve.
 
-    Before training it tells a :class:`YOLOOptimWrapper` the real batch
+    Before the run it resolves ``optimizer=dict(type='auto')`` (the
+    reference's rule, see ``YOLOOptimWrapper.resolve_auto_optimizer``: the
+    iteration count is ``ceil(dataset size / max(batch, 64)) x epochs``; the
+    warmup bias LR becomes 0). Before training it tells a
+    :class:`YOLOOptimWrapper` the real batch
     (``train_dataloader`` batch size x world size), from which the wrapper
     derives the gradient accumulation and the weight-decay scale. With
     ``warmup_accumulate`` the accumulation ramps like the reference's:
@@ -58,8 +67,35 @@ class YOLOParamSchedulerHook(Hook):
         self.warmup_accumulate = warmup_accumulate
         self.warmup_iters: Optional[int] = None
 
-    def lr_lambda(self, epoch: int, max_epochs: int) -> float:
-        return max(1 - epoch / max_epochs, 0) * (1.0 - self.lr_factor) + self.lr_factor
+    def before_run(self, runner) -> None:
+        """Resolve ``optimizer=dict(type='auto')`` (before a resume loads the optimizer state)."""
+        wrapper = runner.optim_wrapper
+        if not getattr(wrapper, 'auto_optimizer', False) or wrapper.auto_choice is not None:
+            return
+        dataset = runner.train_dataloader.dataset
+        total_batch = train_batch_size(runner)
+        nominal = max(total_batch, wrapper.nominal_batch_size)
+        if getattr(runner.train_loop, '_max_epochs', 1) > 1 or type(runner.train_loop).__name__.startswith('Epoch'):
+            iterations = math.ceil(len(dataset) / nominal) * runner.max_epochs
+        else:  # iteration-based loop: its iterations in units of the nominal batch
+            iterations = math.ceil(runner.max_iters * total_batch / nominal)
+        classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
+        num_classes = len(classes) if classes else 10  # the reference's default when nc is unknown
+        choice = wrapper.resolve_auto_optimizer(iterations, num_classes)
+        self.warmup_bias_lr = 0.0  # the reference, for either choice
+        print_log(f"YOLOParamSchedulerHook: optimizer 'auto' -> {choice}; warmup bias lr 0", logger='current')
+
+    def lr_lambda(self, progress: float) -> float:
+        """LR factor after ``progress`` (0..1) of training: linear from 1 to ``lr_factor``."""
+        return max(1 - progress, 0) * (1.0 - self.lr_factor) + self.lr_factor
+
+    @staticmethod
+    def progress(runner) -> float:
+        """Fraction of training done: by epoch (the reference's, per epoch) or, for
+        iteration-based loops, by iteration."""
+        if isinstance(runner.train_loop, IterBasedTrainLoop):
+            return runner.iter / max(runner.max_iters, 1)
+        return runner.epoch / runner.max_epochs
 
     def before_train(self, runner) -> None:
         for group in runner.optim_wrapper.param_groups:
@@ -77,7 +113,7 @@ class YOLOParamSchedulerHook(Hook):
                             f'got {type(wrapper).__name__}')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        it, lf = runner.iter, self.lr_lambda(runner.epoch, runner.max_epochs)
+        it, lf = runner.iter, self.lr_lambda(self.progress(runner))
         warm = it <= self.warmup_iters
         if self.warmup_accumulate:
             wrapper = runner.optim_wrapper
@@ -99,3 +135,8 @@ class YOLOParamSchedulerHook(Hook):
                 group['lr'] = target
                 if 'yolo_initial_momentum' in group:
                     group['momentum'] = group['yolo_initial_momentum']
+        # mmengine's RuntimeInfoHook logged the LRs before this hook set them: log this
+        # iteration's, and as `lr` the weights' LR (the first group is the biases', higher in warmup)
+        groups = runner.optim_wrapper.param_groups
+        main = next((g for g in groups if 'yolo_base_weight_decay' in g), groups[0])
+        runner.message_hub.update_scalar('train/lr', main['lr'])

@@ -34,6 +34,13 @@ class YOLOOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     loader's batch size and the world size before training, so no batch size
     is written in the optimizer config.
 
+    ``optimizer=dict(type='auto', weight_decay=5e-4)`` is the reference's
+    ``optimizer=auto``: the choice between SGD and AdamW is made by the wrapper
+    once the dataset size and schedule are known
+    (:meth:`YOLOGradAccumulation.resolve_auto_optimizer`, called by
+    ``YOLOParamSchedulerHook`` before training); until then the groups sit in
+    a placeholder SGD.
+
     ``paramwise_cfg`` accepts only ``nominal_batch_size`` (default 64).
     ``optimizer.batch_size_per_gpu`` (older configs) is ignored with a warning.
     """
@@ -78,5 +85,12 @@ class YOLOOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             dict(params=decay, weight_decay=weight_decay, yolo_base_weight_decay=weight_decay),
             dict(params=norm, weight_decay=0.0),
         ]
+        if optimizer_cfg.get('type') == 'auto':
+            unknown = set(optimizer_cfg) - {'type', 'params'}
+            if unknown:
+                raise KeyError(f"YOLOOptimWrapperConstructor: optimizer type 'auto' chooses lr and momentum "
+                               f'itself; remove {sorted(unknown)} (weight_decay is allowed)')
+            optimizer_cfg = dict(type='SGD', lr=0.01, momentum=0.9, nesterov=True, params=optimizer_cfg['params'])
+            wrapper_cfg['auto_optimizer'] = True
         optimizer = OPTIMIZERS.build(optimizer_cfg)
         return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))

@@ -31,12 +31,19 @@ class YOLOGradAccumulation:
 
     :attr:`num_updates` counts optimizer steps (``YOLOEMAHook`` reads it).
 
+    With ``auto_optimizer=True`` (``optimizer=dict(type='auto')`` in
+    ``YOLOOptimWrapperConstructor``) the optimizer is chosen by
+    :meth:`resolve_auto_optimizer` before training, as the reference's
+    ``optimizer=auto`` (``BaseTrainer.build_optimizer``).
+
     Args:
         accumulative_counts (int, optional): Fixed accumulation; ``None``
             (default) derives it from the batch as above.
         nominal_batch_size (int): The reference's ``nbs``. Defaults to 64.
         sum_accumulated_grads (bool): Sum (reference) or average (mmengine)
             the gradients of accumulated batches. Defaults to True.
+        auto_optimizer (bool): The optimizer is a placeholder to be replaced
+            by :meth:`resolve_auto_optimizer`. Defaults to False.
         **kwargs: Arguments of the wrapped mmengine optimizer wrapper
             (``optimizer``, ``clip_grad``, AMP settings).
 
@@ -44,8 +51,11 @@ class YOLOGradAccumulation:
         RuntimeError: ``update_params`` before the batch size was set.
     """
 
+    # the reference's optimizer=auto: SGD above this many iterations, else AdamW
+    AUTO_SGD_MIN_ITERATIONS = 10000
+
     def __init__(self, *args, accumulative_counts: Optional[int] = None, nominal_batch_size: int = 64,
-                 sum_accumulated_grads: bool = True, **kwargs) -> None:
+                 sum_accumulated_grads: bool = True, auto_optimizer: bool = False, **kwargs) -> None:
         if accumulative_counts is not None and (not isinstance(accumulative_counts, int)
                                                 or accumulative_counts < 1):
             raise ValueError(f'{type(self).__name__}: accumulative_counts must be a positive int or None '
@@ -60,6 +70,8 @@ class YOLOGradAccumulation:
         self.nominal_accumulation = accumulative_counts or 1
         self.num_updates = 0
         self._last_update_count = 0
+        self.auto_optimizer = auto_optimizer
+        self.auto_choice: Optional[str] = None
 
     # ------------------------------------------------------------ set-up
     def set_total_batch_size(self, total_batch_size: int) -> None:
@@ -79,6 +91,47 @@ class YOLOGradAccumulation:
         for group in self.optimizer.param_groups:
             if 'yolo_base_weight_decay' in group:
                 group['weight_decay'] = group['yolo_base_weight_decay'] * scale
+
+    def resolve_auto_optimizer(self, iterations: int, num_classes: int) -> str:
+        """Replace the placeholder optimizer by the reference's automatic choice.
+
+        ``iterations = ceil(dataset size / max(total batch, nominal batch)) x
+        epochs``; above 10,000 it is SGD (lr 0.01, momentum 0.9, Nesterov),
+        otherwise AdamW with lr ``round(0.002 * 5 / (4 + num_classes), 6)`` and
+        betas (0.9, 0.999). The parameter groups (and their weight decay tags)
+        are kept. The reference also sets the warmup bias LR to 0 for either
+        choice (``YOLOParamSchedulerHook`` does).
+
+        Args:
+            iterations (int): Optimizer iterations as the reference counts them.
+            num_classes (int): Classes of the dataset.
+
+        Returns:
+            str: A one-line description of the choice (for the log).
+
+        Raises:
+            RuntimeError: the wrapper was not built with ``auto_optimizer``, or
+                the optimizer already stepped.
+        """
+        if not self.auto_optimizer:
+            raise RuntimeError(f"{type(self).__name__}: the optimizer is not 'auto'")
+        if self.num_updates:
+            raise RuntimeError(f'{type(self).__name__}: cannot replace the optimizer after it stepped')
+        # keep the parameters, their decay and our tags; the new optimizer's defaults fill the rest
+        groups = [{k: v for k, v in g.items() if k in ('params', 'weight_decay') or k.startswith('yolo_')}
+                  for g in self.optimizer.param_groups]
+        if iterations > self.AUTO_SGD_MIN_ITERATIONS:
+            self.optimizer = torch.optim.SGD(groups, lr=0.01, momentum=0.9, nesterov=True)
+            choice = f'SGD(lr=0.01, momentum=0.9) for {iterations} iterations > {self.AUTO_SGD_MIN_ITERATIONS}'
+        else:
+            lr = round(0.002 * 5 / (4 + num_classes), 6)
+            self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+            choice = (f'AdamW(lr={lr}, momentum=0.9) for {iterations} iterations <= '
+                      f'{self.AUTO_SGD_MIN_ITERATIONS} ({num_classes} classes)')
+        if self.base_param_settings is not None:  # mmengine's record of the base LR (logged as base_lr)
+            self.base_param_settings = {'params': torch.tensor([0.0]), **self.optimizer.defaults}
+        self.auto_choice = choice
+        return choice
 
     def set_accumulation(self, accumulate: int) -> None:
         """Number of backward passes per optimizer step from now on."""

@@ -456,16 +456,23 @@ def test_metric_refuses_classes_missing_from_its_annotation_file(tmp_path):
     metric.dataset_meta = dict(classes=('dog', ))  # a subset is fine
 
 
-def test_test_py_warns_when_the_config_orders_classes_otherwise(tmp_path, warnings_log):
+def test_test_py_tests_in_the_checkpoints_class_order(tmp_path, warnings_log):
+    """A config (or data.yaml) listing the checkpoint's classes in another order is tested in the checkpoint's
+    order (labels match by name); other names stop with a clear error."""
     import torch
     from mmengine.config import Config
     from convnextv2_yolo.utils.launch import check_class_names
     ckpt = str(tmp_path / 'm.pth')
     torch.save({'state_dict': {}, 'meta': {'dataset_meta': {'classes': ('dog', 'cat')}}}, ckpt)
-    cfg = Config(dict(model=dict(bbox_head=dict(num_classes=2)),
-                      test_dataloader=dict(dataset=dict(metainfo=dict(classes=('cat', 'dog'))))))
-    check_class_names(cfg, ckpt)
-    assert any("trained with ('dog', 'cat'), the config lists ('cat', 'dog')" in m for m in warnings_log)
-    cfg.model.bbox_head.num_classes = 3
+
+    def cfg(classes, num_classes=2):
+        return Config(dict(model=dict(bbox_head=dict(num_classes=num_classes)),
+                           test_dataloader=dict(dataset=dict(metainfo=dict(classes=classes)))))
+    reordered = cfg(('cat', 'dog'))
+    check_class_names(reordered, ckpt)
+    assert reordered.test_dataloader.dataset.metainfo.classes == ('dog', 'cat')
+    assert any("testing in the checkpoint's order" in m for m in warnings_log)
+    with pytest.raises(SystemExit, match=r"trained with the classes \('dog', 'cat'\), but the test dataset lists"):
+        check_class_names(cfg(('cat', 'bird')), ckpt)
     with pytest.raises(SystemExit, match=r"names 2 classes \('dog', 'cat'\) but the model has 3"):
-        check_class_names(cfg, ckpt)
+        check_class_names(cfg(('cat', 'dog', 'x'), 3), ckpt)

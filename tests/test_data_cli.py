@@ -1,4 +1,5 @@
 """`--data data.yaml` / `--imgsz N` on any config, and the YOLO-format custom config."""
+import os
 import os.path as osp
 
 import pytest
@@ -43,7 +44,7 @@ def test_data_yaml_sets_datasets_classes_and_evaluation(tmp_path, name):
         if split != 'train':
             assert ds.test_mode and 'instances' in ds.pipeline[-1]['meta_keys']
     assert cfg.model.bbox_head.num_classes == 3
-    assert cfg.val_evaluator == dict(type='CheckedCocoMetric', metric='bbox', ann_file=None)
+    assert cfg.val_evaluator.type == 'CheckedCocoMetric' and cfg.val_evaluator.ann_file is None
     optimizer = cfg.optim_wrapper.optimizer
     if name == 'yolo11':  # the reference's recipe: optimizer=auto on custom data
         assert optimizer == dict(type='auto', weight_decay=5e-4)
@@ -51,14 +52,44 @@ def test_data_yaml_sets_datasets_classes_and_evaluation(tmp_path, name):
         assert optimizer.type == 'AdamW'
 
 
+def test_splits_are_needed_where_they_are_used(tmp_path):
+    """No train split: training fails naming it (never trains on val); a missing test folder only matters
+    for testing (Roboflow exports often lack it)."""
+    from mmdet.registry import DATASETS
+    from mmengine.registry import init_default_scope
+
+    from convnextv2_yolo.datasets.yolo_format import DataYamlError
+    init_default_scope('mmdet')
+    yaml = _yaml(tmp_path, splits=('val', ))
+    with open(yaml, 'a') as f:
+        f.write('test: ../nowhere/images\n')
+    cfg = Config.fromfile(osp.join(ROOT, CONFIGS['yolo11']))
+    use_data_yaml(cfg, yaml)
+    assert cfg.train_dataloader.dataset.split == 'train' and cfg.test_dataloader.dataset.split == 'test'
+    for key, match in (('train_dataloader', "no 'train' split"), ('test_dataloader', "'test' path not found")):
+        with pytest.raises(DataYamlError, match=match):
+            DATASETS.build(cfg[key].dataset)
+
+
+def test_wrapped_datasets_and_evaluator_options_are_kept(tmp_path):
+    cfg = Config.fromfile(osp.join(ROOT, CONFIGS['yolo11']))
+    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=3, dataset=cfg.train_dataloader.dataset)
+    cfg.val_evaluator.classwise = True
+    use_data_yaml(cfg, _yaml(tmp_path))
+    assert cfg.train_dataloader.dataset.type == 'RepeatDataset' and cfg.train_dataloader.dataset.times == 3
+    assert cfg.train_dataloader.dataset.dataset.type == 'YOLODataset'
+    assert cfg.val_evaluator.classwise and cfg.val_evaluator.ann_file is None
+    assert cfg.num_classes == 3  # the config's own variable follows, for a readable dump
+
+
 def test_data_yaml_errors_name_the_yaml(tmp_path):
     from convnextv2_yolo.datasets.yolo_format import DataYamlError
     cfg = Config.fromfile(osp.join(ROOT, CONFIGS['yolo11']))
-    with pytest.raises(ValueError, match="needs a 'val' split"):
+    with pytest.raises(DataYamlError, match="no 'val' split"):
         use_data_yaml(cfg, _yaml(tmp_path, splits=('train', )))
     bad = tmp_path / 'bad.yaml'
     bad.write_text('path: .\ntrain: nowhere/images\nval: nowhere/images\nnames: [a]\n')
-    with pytest.raises(DataYamlError, match=r"bad.yaml: 'train' path not found: 'nowhere/images'"):
+    with pytest.raises(DataYamlError, match=r"bad.yaml: 'val' path not found: 'nowhere/images'"):
         use_data_yaml(cfg, str(bad))
     with pytest.raises(FileNotFoundError, match='missing.yaml'):
         use_data_yaml(cfg, str(tmp_path / 'missing.yaml'))
@@ -179,3 +210,13 @@ def test_demo_trains_on_a_data_yaml(trained_on_yaml, tmp_path):
                     '--work-dir', out, '--num-vis', '2', '--cfg-options', 'train_dataloader.batch_size=4'])
     assert '[demo] COCO bbox metrics' in res.stdout
     assert osp.isfile(osp.join(out, 'detections.png')) and osp.isfile(osp.join(out, 'curves.png'))
+
+
+def test_infer_py_takes_the_same_data_yaml(trained_on_yaml, tmp_path):
+    from _subprocess import PY, run_tool
+    data, cfg_path, work, _ = trained_on_yaml
+    out = str(tmp_path / 'infer')
+    res = run_tool([PY, 'tools/infer.py', data.img_dirs['val'], cfg_path, osp.join(work, 'iter_2.pth'),
+                    '--data', data.data_yaml, '--imgsz', '64', '--out-dir', out, '--device', 'cpu'])
+    assert f"classes (checkpoint): {', '.join(data.metainfo['classes'])}" in res.stdout
+    assert len(os.listdir(osp.join(out, 'vis'))) == len(os.listdir(data.img_dirs['val']))

@@ -35,7 +35,7 @@ def _iter_cfg(data, cfg_dir, work_dir, name, max_iters=2):
 
 def test_dist_train_two_cpu_processes(tiny, tmp_path):
     data, cfg_dir = tiny
-    work_dir = str(tmp_path / 'dist')
+    work_dir = str(tmp_path / 'dist run')  # arguments with spaces reach train.py whole
     cfg = _iter_cfg(data, cfg_dir, work_dir, 'dist')
     res = _run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', work_dir], PORT='29631')
     assert osp.isfile(osp.join(work_dir, 'iter_2.pth')), res.stdout[-2000:]

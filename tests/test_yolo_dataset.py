@@ -265,7 +265,8 @@ LABEL_CASES = {
     'negative_class': ('-1 0.5 0.5 0.2 0.2\n', 'skip', 'row 1: class -1'),
     'not_a_number': ('0 0.5 abc 0.2 0.2\n', 'skip', "row 1: not a number: 'abc'"),
     'wrong_field_count': ('0 0.5 0.5 0.2\n', 'skip', 'row 1: 4 fields'),
-    'no_area': ('0 0.5 0.5 0 0.2\n', 'skip', 'row 1: box has no area'),
+    # a zero-area row is dropped, the file kept (the reference keeps it too)
+    'no_area': ('1 0.3 0.3 0.2 0.2\n0 0.5 0.5 0 0.2\n', [(1, 0.3, 0.3, 0.2, 0.2)], 'row 2: box has no area'),
     'binary': (b'\x89PNG\r\n\x1a\n\x00\xff\xfe', 'skip', 'not a text label file'),
 }
 
@@ -721,3 +722,90 @@ def test_benchmark_script_small(tmp_path, capsys):
     for info in infos(yolo):
         got = np.array([[i['bbox_label'], *i['bbox']] for i in info['instances']]).reshape(-1, 5)
         assert np.allclose(got, np.array(anns.get(info['img_id'] + 1, [])).reshape(-1, 5)), info['img_path']
+
+
+# ----------------------------------------------------------------------------- as users' exports are
+def test_list_entries_that_do_not_exist_are_skipped_with_a_warning(tmp_path, logs):
+    root = str(tmp_path / 'ds')
+    make_split(root, 'train', {'a': '0 0.5 0.5 0.2 0.2\n', 'b': ''})
+    write_text(osp.join(root, 'train.txt'), '\ufeff./train/images/a.jpg\n./train/images/gone.jpg\n'
+               'train/images/b.jpg\n')  # with a byte-order mark
+    yaml = write_yaml(osp.join(root, 'data.yaml'), path='.', train='train.txt', validation='train.txt', names=NAMES)
+    ds = build(data_yaml=yaml, split='val', cache=False)  # 'validation' is the reference's alias of 'val'
+    assert sorted(by_name(ds)) == ['a', 'b']
+    assert any('skipped the image' in m and 'train.txt:2: image not found: ./train/images/gone.jpg' in m
+               for m in warnings_of(logs))
+    assert ds.index_stats['skipped'] == 1 and ds.index_stats['images'] == 3
+    with pytest.raises(YOLODatasetError, match='gone.jpg'):
+        build(data_yaml=yaml, split='val', cache=False, strict=True)
+
+
+def test_truncated_bmp_and_tiff_are_skipped(tmp_path, logs):
+    """Their verify() reads no pixels: they are decoded once at the scan instead of crashing training."""
+    from PIL import Image
+    root = str(tmp_path / 'ds')
+    make_split(root, 'train', {'ok': '0 0.5 0.5 0.2 0.2\n'})
+    for ext in ('bmp', 'tiff'):
+        path = osp.join(root, 'train', 'images', f'cut.{ext}')
+        Image.new('RGB', (64, 48), (1, 2, 3)).save(path)
+        with open(path, 'rb') as f:
+            data = f.read()
+        with open(path, 'wb') as f:
+            f.write(data[:len(data) // 2])
+    yaml = write_yaml(osp.join(root, 'data.yaml'), path='.', train='train/images', val='train/images', names=NAMES)
+    ds = build(data_yaml=yaml, split='train', cache=False)
+    assert sorted(by_name(ds)) == ['ok']
+    for ext in ('BMP', 'TIFF'):
+        assert any(f'cut.{ext.lower()}' in m and f'truncated or corrupt {ext}' in m for m in warnings_of(logs))
+
+
+@pytest.mark.parametrize('fmt', ['tiff', 'jpg', 'png', 'webp'])
+def test_exif_rotated_sizes_match_what_opencv_decodes(tmp_path, fmt):
+    """Pillow's TIFF reader already reports the rotated size: it must not be swapped twice."""
+    import mmcv
+    from PIL import Image
+    root = str(tmp_path / 'ds')
+    path = osp.join(root, 'train', 'images', f'r.{fmt}')
+    os.makedirs(osp.dirname(path))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new('RGB', (120, 80), (9, 9, 9)).save(path, exif=exif if fmt == 'tiff' else exif.tobytes())
+    yaml = write_yaml(osp.join(root, 'data.yaml'), path='.', train='train/images', val='train/images', names=NAMES)
+    info = infos(build(data_yaml=yaml, split='train', cache=False))[0]
+    with open(path, 'rb') as f:
+        decoded = mmcv.imfrombytes(f.read())
+    assert (info['width'], info['height']) == (decoded.shape[1], decoded.shape[0]) == (80, 120)
+
+
+def test_an_unwritable_cache_is_reported_as_off(simple, tmp_path, logs):
+    root, yaml = simple
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    ds = build(data_yaml=yaml, split='train', cache=str(blocker / 'cache'))
+    assert any('cannot write the index cache' in m for m in warnings_of(logs))
+    assert ds.index_stats['cache_files'] == [None]
+    assert any('index cache off' in m for _, m in logs)
+
+
+def test_nc_without_names_uses_the_reference_names(tmp_path):
+    from convnextv2_yolo.datasets.yolo_format import load_data_yaml
+    root = str(tmp_path / 'ds')
+    make_split(root, 'train', {'a': ''})
+    yaml = write_yaml(osp.join(root, 'data.yaml'), path='.', train='train/images', val='train/images', nc=2)
+    assert load_data_yaml(yaml).names == ('class_0', 'class_1')
+
+
+def test_an_edit_that_restores_size_and_mtime_still_invalidates_the_cache(simple, tmp_path):
+    """cp -p / rsync -t / touch -d keep size and mtime: the inode's ctime still tells."""
+    root, yaml = simple
+    cache = str(tmp_path / 'cache')
+    build(data_yaml=yaml, split='train', cache=cache)
+    label = osp.join(root, 'train', 'labels', 'a.txt')
+    st = os.stat(label)
+    with open(label) as f:
+        text = f.read()
+    write_text(label, '1' + text[1:])  # class 0 -> 1, same size
+    os.utime(label, ns=(st.st_atime_ns, st.st_mtime_ns))
+    ds = build(data_yaml=yaml, split='train', cache=cache)
+    assert not ds.index_stats['from_cache']
+    assert [i['bbox_label'] for i in by_name(ds)['a']['instances']] == [1]

@@ -82,7 +82,7 @@ def main() -> None:
         cfg.merge_from_dict(args.cfg_options)
     if args.data:
         data = load_data_yaml(args.data)
-        vis_images, metainfo = data.images('val')[:args.num_vis], dict(classes=data.names)
+        vis_images, metainfo = None, dict(classes=data.names)  # the val dataset's usable images, once built
         print(f'[demo] dataset {data.file}: {len(data.names)} classes {", ".join(data.names)}', flush=True)
     else:
         data_root = osp.abspath(args.data_root or osp.join(ROOT, cfg.data_root))
@@ -111,13 +111,16 @@ def main() -> None:
     train_s = time.time() - t0
     metrics = final_metrics(runner)
     print(f'[demo] training took {train_s / 60:.1f} min', flush=True)
-    print('[demo] COCO bbox metrics on the synthetic val split:')
+    print(f'[demo] COCO bbox metrics on the {"val split of " + args.data if args.data else "synthetic val split"}:')
     for k, v in metrics.items():
         if k.startswith('coco/bbox_'):
             print(f'    {k[len("coco/bbox_"):]:<8} {v:.3f}')
 
     vis_path = osp.join(cfg.work_dir, 'detections.png')
     curve_path = osp.join(cfg.work_dir, 'curves.png')
+    if vis_images is None:
+        val = runner.val_dataloader.dataset
+        vis_images = [val.get_data_info(i)['img_path'] for i in range(min(args.num_vis, len(val)))]
     render_detections(runner, vis_images, metainfo, vis_path)
     plot_curves(runner.log_dir, curve_path)
     print(f'[demo] detections on validation images: {vis_path}')

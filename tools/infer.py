@@ -1,7 +1,10 @@
 """Detect objects in an image, a folder of images or a video.
 
     python tools/infer.py INPUT CONFIG CHECKPOINT [--out-dir outputs] [--device cpu]
-                          [--score-thr 0.3]
+                          [--score-thr 0.3] [--data DATA_YAML] [--imgsz N]
+
+A model trained with ``tools/train.py CONFIG --data data.yaml`` is run with
+the same ``--data`` (or with the config its work dir holds).
 
 Labels are named after the classes in the checkpoint's ``meta.dataset_meta``
 (what the model was trained with), else the config's, else COCO's (80-class
@@ -32,7 +35,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--out-dir', default='outputs', help='where pictures / the video go')
     p.add_argument('--device', default='cuda:0' if _cuda() else 'cpu')
     p.add_argument('--score-thr', type=float, default=0.3, help='draw boxes above this score')
+    p.add_argument('--data', metavar='DATA_YAML', help='the data.yaml the model was trained with --data on '
+                   '(sets its classes and num_classes on the config)')
+    p.add_argument('--imgsz', type=int, help='inference image size (multiple of 32)')
     return p.parse_args()
+
+
+def load_config(args: argparse.Namespace):
+    """The config with --data / --imgsz applied, as tools/train.py and tools/test.py do."""
+    from mmengine.config import Config
+
+    from convnextv2_yolo.utils.data_overrides import apply_data_args
+    return apply_data_args(Config.fromfile(args.config), args.data, args.imgsz)
 
 
 def _cuda() -> bool:
@@ -74,8 +88,7 @@ def set_class_names(model, cfg, checkpoint: str) -> tuple:
 
 def infer_images(args: argparse.Namespace) -> None:
     from mmdet.apis import DetInferencer
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args)
     # mmdet's inferencer batches (input, data) pairs and looks collate_fn up by
     # name: use mmengine's generic collate (the data preprocessor pads/stacks)
     cfg.test_dataloader.collate_fn = 'pseudo_collate'
@@ -93,8 +106,7 @@ def infer_video(args: argparse.Namespace) -> None:
     from mmdet.apis import inference_detector, init_detector
     from mmdet.visualization import DetLocalVisualizer
 
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args)
     model = init_detector(cfg, args.checkpoint, device=args.device)
     set_class_names(model, cfg, args.checkpoint)
     vis = DetLocalVisualizer(name='infer_video')

@@ -225,11 +225,18 @@ def merged_data_yaml(path: str, names: List[str], split: str) -> Dict[str, Any]:
 
 
 def output_name(file_name: str) -> str:
-    """The image's path under ``images/<split>/``: ``file_name`` normalised; its base name if it leaves the folder."""
+    """The image's path under ``images/<split>/``: ``file_name`` normalised; its base name if it leaves the folder.
+
+    A folder named ``images`` inside ``file_name`` (``valid/images/v0.jpg``, as ``yolo2coco.py`` writes for a
+    split of several folders) becomes ``images_``: the reference finds a label by replacing the *last*
+    ``/images/`` of the path, which must stay the ``images/<split>/`` one so that labels land in
+    ``labels/<split>/``.
+    """
     rel = osp.normpath(file_name)
     if osp.isabs(rel) or rel == '..' or rel.startswith('..' + os.sep):
         rel = osp.basename(rel)
-    return rel
+    parts = rel.split(os.sep)
+    return os.sep.join([p + '_' if p == 'images' else p for p in parts[:-1]] + parts[-1:])
 
 
 def label_row(ann: dict, width: float, height: float, cls: Optional[int], where: str,

@@ -54,6 +54,8 @@ MAX_LISTED = 20
 SKIPPED_UNREADABLE = 'unreadable image (not converted)'
 SKIPPED_LABEL_ERRORS = 'label file with error rows (image not converted)'
 SKIPPED_NOT_TEXT = 'label file is not text (image not converted)'
+SKIPPED_MISSING = 'image named by a list but not found (not converted)'
+NOTE_NO_AREA = 'rows whose box has no area, dropped (converted without them)'
 NOTE_CLIPPED = 'coordinates slightly outside [0, 1], clipped (converted)'
 NOTE_DUPLICATE = 'duplicate rows, dropped (converted without them)'
 _ROW = re.compile(r'^row (\d+): (.*)$')
@@ -145,8 +147,11 @@ def convert_split(data: yf.DataYaml, split: str, out_dir: str, copy_images: bool
         DataYamlError: the yaml has no such split.
         FileNotFoundError: a split source, or an image a list names, is missing.
     """
-    images = data.images(split)
-    src_root = image_root(data.splits[split], images)
+    missing: List[str] = []
+    images = data.images(split, missing)
+    for entry in missing:
+        report.add(SKIPPED_MISSING, entry)
+    src_root = image_root(data.sources(split), images)
     dst_root = osp.join(osp.abspath(out_dir), 'images', split) if copy_images else src_root
     coco = dict(info=dict(description=f'{data.file} split {split!r}, converted by yolo2coco.py',
                           data_yaml=data.file, split=split, image_root=dst_root),
@@ -197,7 +202,8 @@ def convert_image(path: str, img_id: int, names: Sequence[str],
     if rows is None:  # no label file: a background image
         return entry, [], 0
     for line in row_messages(label_path, rows.warnings):
-        report.add(NOTE_DUPLICATE if 'duplicate' in line else NOTE_CLIPPED, line)
+        kind = NOTE_DUPLICATE if 'duplicate' in line else NOTE_NO_AREA if 'no area' in line else NOTE_CLIPPED
+        report.add(kind, line)
     anns = []
     for cls, box in zip(rows.classes.tolist(), rows.boxes):
         bbox, area = pixel_box(box, width, height)
@@ -233,10 +239,9 @@ def convert(data_yaml: str, out_dir: str, splits: Optional[Sequence[str]] = None
         DataYamlError: the yaml is malformed or lacks a requested split.
     """
     data = yf.load_data_yaml(data_yaml)
-    splits = list(splits) if splits else list(data.splits)
-    for split in splits:  # all missing splits reported before anything is written
-        if split not in data.splits:
-            raise yf.DataYamlError(f'{data.file}: no {split!r} split (it has {sorted(data.splits)})')
+    splits = list(splits) if splits else data.declared
+    for split in splits:  # a missing split (or split path) is reported before anything is written
+        data.sources(split)
     report = ConversionReport()
     paths, cocos = {}, {}
     for split in splits:

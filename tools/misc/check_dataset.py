@@ -60,7 +60,7 @@ UNREADABLE, TRUNCATED, TOO_SMALL, MISSING_IMAGE = ('unreadable image', 'truncate
                                                    'missing image')
 NOT_TEXT, FIELDS, NOT_NUMBER, CLASS_RANGE, OUTSIDE, NO_AREA, BAD_ROW = (
     'label file not text', 'wrong field count', 'not a number', 'class id out of range',
-    'coordinates outside [0, 1]', 'box without area', 'bad label row')
+    'coordinates outside [0, 1]', 'box without area, dropped', 'bad label row')
 BAD_ANNOTATIONS, SIZE_MISMATCH = 'malformed annotation file', 'recorded image size differs from the image'
 CLASS_NOT_IN_FILE = 'class not a category of the file'
 CLIPPED, DUPLICATE, ORPHAN = ('coordinates slightly outside [0, 1], clipped', 'duplicate row, dropped',
@@ -71,10 +71,10 @@ BOX_OUTSIDE, BOX_UNDER_1PX, OTHER_CATEGORY = ('box outside the image', 'box unde
 NO_LABEL, NO_ANNOTATIONS, CROWD = ('image without label file, trains as background',
                                    'image without annotations', 'crowd annotation, an ignore region')
 SEVERITY = {**dict.fromkeys((UNREADABLE, TRUNCATED, TOO_SMALL, MISSING_IMAGE, NOT_TEXT, FIELDS, NOT_NUMBER,
-                             CLASS_RANGE, OUTSIDE, NO_AREA, BAD_ROW, BAD_ANNOTATIONS, SIZE_MISMATCH,
-                             CLASS_NOT_IN_FILE), ERROR),
-            **dict.fromkeys((CLIPPED, PAST_EDGE, DUPLICATE, ORPHAN, BOX_OUTSIDE, BOX_UNDER_1PX, OTHER_CATEGORY),
-                            WARNING),
+                             CLASS_RANGE, OUTSIDE, BAD_ROW, BAD_ANNOTATIONS, SIZE_MISMATCH, CLASS_NOT_IN_FILE),
+                            ERROR),
+            **dict.fromkeys((CLIPPED, PAST_EDGE, DUPLICATE, NO_AREA, ORPHAN, BOX_OUTSIDE, BOX_UNDER_1PX,
+                             OTHER_CATEGORY), WARNING),
             **dict.fromkeys((NO_LABEL, NO_ANNOTATIONS, CROWD), NOTE)}
 # yolo_format's row messages -> kind (first match)
 ROW_KINDS = (('past the image edge', PAST_EDGE), ('clipped', CLIPPED), ('duplicate', DUPLICATE),
@@ -204,11 +204,14 @@ def image_problem_kind(reason: str) -> str:
 def check_yolo_split(src: SplitSource) -> SplitStats:
     """Check one split in the reference's layout (images, label files, orphans)."""
     stats = SplitStats(src)
+    missing: List[str] = []
     try:
-        images = yf.list_images(src.sources)
+        images = yf.list_images(src.sources, missing)
     except FileNotFoundError as e:
         stats.add(MISSING_IMAGE, str(e))
         return stats
+    for entry in missing:  # named by a .txt list, skipped by the dataset
+        stats.add(MISSING_IMAGE, entry)
     for path in images:
         check_yolo_image(path, stats)
     expected = {yf.img2label_path(p) for p in images}
@@ -338,11 +341,8 @@ def sources_from_yaml(path: str, splits: Optional[Sequence[str]]) -> List[SplitS
             a requested split the yaml lacks.
     """
     data = yf.load_data_yaml(path)
-    wanted = list(splits) if splits else list(data.splits)
-    missing = [s for s in wanted if s not in data.splits]
-    if missing:
-        raise yf.DataYamlError(f'{data.file}: no {missing} split (it has {sorted(data.splits)})')
-    return [SplitSource(split=s, kind='yolo', names=data.names, sources=data.splits[s]) for s in wanted]
+    wanted = list(splits) if splits else data.declared
+    return [SplitSource(split=s, kind='yolo', names=data.names, sources=data.sources(s)) for s in wanted]
 
 
 def _join(root: str, path: str) -> str:
@@ -380,10 +380,8 @@ def source_from_dataset_cfg(ds: Any, split: str, config: str) -> SplitSource:
             tried = [_join(root, ds['data_yaml']), ds['data_yaml']]
             yaml_file = next((p for p in tried if osp.isfile(p)), tried[0])
             data = yf.load_data_yaml(yaml_file)
-            yolo_split = ds.get('split', 'train')
-            if yolo_split not in data.splits:
-                raise yf.DataYamlError(f'{data.file}: no {yolo_split!r} split (it has {sorted(data.splits)})')
-            return SplitSource(split=split, kind='yolo', names=data.names, sources=data.splits[yolo_split])
+            return SplitSource(split=split, kind='yolo', names=data.names,
+                               sources=data.sources(ds.get('split', 'train')))
         if not classes:
             raise ValueError(f'{config}: the {split} YOLODataset has no data_yaml and no metainfo.classes')
         ann = ds.get('ann_file')

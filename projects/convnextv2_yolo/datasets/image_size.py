@@ -33,13 +33,22 @@ def read_image_size(path: str) -> Tuple[int, int, int]:
                 orientation = int(img.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
             except Exception:  # a broken EXIF block: decoders ignore it too
                 orientation = 1
+            stored = _stored_size(img)
     except FileNotFoundError:
         raise FileNotFoundError(f'image not found: {path}') from None
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f'{path} is not a readable image: {e}') from None
-    if orientation in _TRANSPOSING_ORIENTATIONS:
+    if orientation in _TRANSPOSING_ORIENTATIONS and (width, height) == stored:
         width, height = height, width
     return width, height, orientation
+
+
+def _stored_size(img) -> Tuple[int, int]:
+    """(width, height) as stored in the file; Pillow's TIFF reader already reports the oriented size."""
+    tags = getattr(img, 'tag_v2', None)
+    if img.format == 'TIFF' and tags is not None and 256 in tags and 257 in tags:
+        return int(tags[256]), int(tags[257])
+    return img.size
 
 
 def describe_size_mismatch(path: str, recorded: Tuple[int, int], actual: Tuple[int, int],

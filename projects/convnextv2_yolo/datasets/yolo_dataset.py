@@ -42,7 +42,6 @@ from mmengine.logging import print_log
 
 from ..compat import write_atomic
 from . import yolo_format
-from .yolo_format import DataYamlError
 
 # the cache: '<labels folder>' + CACHE_SUFFIX beside the labels (never the reference's 'labels.cache')
 CACHE_SUFFIX = '.convnextv2_yolo.cache'
@@ -227,13 +226,17 @@ def scan_images(img_paths: Sequence[str], label_paths: Sequence[str], num_classe
 
 
 # ----------------------------------------------------------------------------- the cache
-def _stat(path: str) -> Tuple[int, int]:
-    """(size in bytes, mtime_ns) of a file; (-1, 0) when it does not exist."""
+def _stat(path: str) -> Tuple[int, int, int]:
+    """(size in bytes, mtime_ns, ctime_ns) of a file; (-1, 0, 0) when it does not exist.
+
+    ``ctime`` changes with every write even when a tool restores the size and
+    mtime (``cp -p``, ``rsync -t``, ``touch -d``).
+    """
     try:
         st = os.stat(path)
     except OSError:
-        return -1, 0
-    return st.st_size, st.st_mtime_ns
+        return -1, 0, 0
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def index_key(img_paths: Sequence[str], label_paths: Sequence[str], num_classes: int) -> str:
@@ -245,8 +248,8 @@ def index_key(img_paths: Sequence[str], label_paths: Sequence[str], num_classes:
         num_classes (int): Classes (the valid class indices depend on it).
 
     Returns:
-        str: Hex digest over ``(image path, size, mtime_ns)`` and
-        ``(label path, size or -1 when missing, mtime_ns)`` of every image,
+        str: Hex digest over ``(image path, size, mtime_ns, ctime_ns)`` and
+        ``(label path, size or -1 when missing, mtime_ns, ctime_ns)`` of every image,
         plus ``CACHE_VERSION``, ``num_classes``, ``COORD_TOLERANCE``,
         ``ROUNDING`` and ``MIN_IMAGE_SIDE``: a touched, added, removed or
         renamed file changes it.
@@ -254,7 +257,7 @@ def index_key(img_paths: Sequence[str], label_paths: Sequence[str], num_classes:
     lines = [f'{CACHE_FORMAT}|{CACHE_VERSION}|{num_classes}|{yolo_format.COORD_TOLERANCE}|'
              f'{yolo_format.ROUNDING}|{yolo_format.MIN_IMAGE_SIDE}']
     for img, lab in zip(img_paths, label_paths):
-        lines.append('%s\0%d\0%d\0%s\0%d\0%d' % (img, *_stat(img), lab, *_stat(lab)))
+        lines.append('%s\0%d\0%d\0%d\0%s\0%d\0%d\0%d' % (img, *_stat(img), lab, *_stat(lab)))
     return hashlib.sha256('\n'.join(lines).encode('utf-8', 'surrogateescape')).hexdigest()
 
 
@@ -369,9 +372,12 @@ class SourceIndex:
         images (list[str]): Its images, sorted, absolute.
         labels (list[str]): Their label files.
         records (list[ImageRecord]): One per image.
-        cache_file (str | None): Where the index is cached (None: off).
+        cache_file (str | None): Where the index is cached (None: off, or it
+            could not be written).
         from_cache (bool): Whether the records came from the cache.
         seconds (float): Time to index the source.
+        missing (list[str]): Images a ``.txt`` list names that do not exist
+            (``'list.txt:row: image not found: name'``), skipped.
     """
     source: str
     images: List[str]
@@ -380,6 +386,7 @@ class SourceIndex:
     cache_file: Optional[str]
     from_cache: bool
     seconds: float
+    missing: List[str] = field(default_factory=list)
 
 
 def index_source(source: str, num_classes: int, cache: Union[bool, str] = True, threads: int = 1,
@@ -400,7 +407,8 @@ def index_source(source: str, num_classes: int, cache: Union[bool, str] = True, 
         FileNotFoundError: the source, or an image a list names, does not exist.
     """
     start = time.perf_counter()
-    images = yolo_format.list_images([source])
+    missing: List[str] = []
+    images = yolo_format.list_images([source], missing)
     labels = [yolo_format.img2label_path(p) for p in images]
     cache_file = cache_file_for(source, cache)
     key = index_key(images, labels, num_classes) if cache_file else ''
@@ -419,8 +427,9 @@ def index_source(source: str, num_classes: int, cache: Union[bool, str] = True, 
                 print_log(f'{log_prefix}: cannot write the index cache {cache_file}: {error}; going on without it '
                           f'(the next start scans again; cache=<a writable folder> puts it elsewhere)',
                           logger='current', level=logging.WARNING)
+                cache_file = None
     return SourceIndex(source=source, images=images, labels=labels, records=records, cache_file=cache_file,
-                       from_cache=from_cache, seconds=time.perf_counter() - start)
+                       from_cache=from_cache, seconds=time.perf_counter() - start, missing=missing)
 
 
 # ----------------------------------------------------------------------------- the dataset
@@ -511,9 +520,7 @@ class YOLODataset(BaseDetDataset):
         config_classes = metainfo.get('classes')
         if data_yaml is not None:
             self.data_yaml = yolo_format.load_data_yaml(self._find_yaml(data_yaml, kwargs.get('data_root') or ''))
-            if split not in self.data_yaml.splits:
-                raise DataYamlError(f'{self.data_yaml.file}: no {split!r} split (it has '
-                                    f'{sorted(self.data_yaml.splits)}); split= must name one of them')
+            self.data_yaml.sources(split)  # the split exists and its paths too, or a DataYamlError naming them
             self.label_names = self.data_yaml.names
             classes = self.label_names if config_classes is None else self._classes_of_yaml(config_classes)
         else:
@@ -563,7 +570,7 @@ class YOLODataset(BaseDetDataset):
     def _sources(self) -> List[str]:
         """The image folders / lists of this split (absolute)."""
         if self.data_yaml is not None:
-            return list(self.data_yaml.splits[self.split])
+            return self.data_yaml.sources(self.split)
         if self.ann_file:
             if not str(self.ann_file).endswith('.txt'):
                 raise ValueError(f'YOLODataset: ann_file must be a .txt image list, got {self.ann_file!r} '
@@ -617,6 +624,11 @@ class YOLODataset(BaseDetDataset):
         data_list, stats = [], dict(images=len(entries), usable=0, backgrounds=0, missing_labels=0, boxes=0,
                                     polygons=0, other_class_boxes=0, skipped=0, fixed=0)
         self.problems = []
+        for missing in (m for idx in indexes for m in idx.missing):
+            stats['images'] += 1
+            stats['skipped'] += 1
+            self.problems.append(missing)
+            print_log(f'{self._log_name}: skipped the image {missing}', logger='current', level=logging.WARNING)
         for img_id, img in enumerate(sorted(entries)):
             lab, rec = entries[img]
             self._note_problems(img, lab, rec, stats)

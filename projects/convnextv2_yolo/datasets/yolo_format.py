@@ -44,23 +44,43 @@ class DataYaml:
         file (str): The yaml file.
         root (str): The dataset root (``path``), absolute.
         names (tuple[str]): Class names, index order.
-        splits (dict[str, list[str]]): Per split present in the yaml, its
+        splits (dict[str, list[str]]): Per split whose paths exist, its
             sources (absolute folders or ``.txt`` list files).
+        unresolved (dict[str, str]): Per split whose paths do not exist, the
+            error (naming the yaml, the key and the paths tried). A split is
+            only needed when it is used, as in the reference (an export's
+            missing ``test`` folder does not stop training).
     """
     file: str
     root: str
     names: Tuple[str, ...]
     splits: Dict[str, List[str]] = field(default_factory=dict)
+    unresolved: Dict[str, str] = field(default_factory=dict)
 
-    def images(self, split: str) -> List[str]:
+    @property
+    def declared(self) -> List[str]:
+        """The splits the yaml names, found or not, in train/val/test order."""
+        return [s for s in SPLITS if s in self.splits or s in self.unresolved]
+
+    def sources(self, split: str) -> List[str]:
+        """The folders / lists of a split.
+
+        Raises:
+            DataYamlError: the yaml has no such split, or its path does not exist.
+        """
+        if split in self.unresolved:
+            raise DataYamlError(self.unresolved[split])
+        if split not in self.splits:
+            raise DataYamlError(f'{self.file}: no {split!r} split (it has {self.declared})')
+        return list(self.splits[split])
+
+    def images(self, split: str, missing: Optional[List[str]] = None) -> List[str]:
         """Sorted absolute image paths of a split (see :func:`list_images`).
 
         Raises:
-            DataYamlError: the yaml has no such split.
+            DataYamlError: see :meth:`sources`.
         """
-        if split not in self.splits:
-            raise DataYamlError(f'{self.file}: no {split!r} split (it has {sorted(self.splits)})')
-        return list_images(self.splits[split])
+        return list_images(self.sources(split), missing)
 
 
 def _names(data: dict, file: str) -> Tuple[str, ...]:
@@ -77,7 +97,7 @@ def _names(data: dict, file: str) -> Tuple[str, ...]:
     elif isinstance(names, (list, tuple)):
         names = list(names)
     elif names is None and isinstance(data.get('nc'), int):
-        names = [f'class{i}' for i in range(data['nc'])]
+        names = [f'class_{i}' for i in range(data['nc'])]  # the reference's names
     else:
         raise DataYamlError(f"{file}: 'names' must be a list or an index -> name mapping, got {names!r}")
     if not names:
@@ -122,13 +142,13 @@ def load_data_yaml(file: str) -> DataYaml:
         file (str): The yaml.
 
     Returns:
-        DataYaml: Root, class names and the split sources.
+        DataYaml: Root, class names and the split sources; a split whose path
+        does not exist is kept as an error raised when the split is used
+        (:meth:`DataYaml.sources`), naming the yaml, the key and the paths tried.
 
     Raises:
         FileNotFoundError: the yaml does not exist.
-        DataYamlError: unreadable yaml, bad ``names``/``nc``, no split, or a
-            split path that does not exist (naming the yaml, the key and the
-            paths tried).
+        DataYamlError: unreadable yaml, bad ``names``/``nc``, or no split.
     """
     import yaml
     file = osp.abspath(osp.expanduser(file))
@@ -149,23 +169,36 @@ def load_data_yaml(file: str) -> DataYaml:
     if not osp.isdir(root):
         raise DataYamlError(f"{file}: 'path' folder not found: {root}")
     names = _names(data, file)
-    splits: Dict[str, List[str]] = {}
+    if data.get('val') in (None, '', []) and data.get('validation') not in (None, '', []):
+        data['val'] = data['validation']  # an alias the reference accepts
+    result = DataYaml(file=file, root=root, names=names)
     for key in SPLITS:
         value = data.get(key)
         if value in (None, '', []):
             continue
         values = value if isinstance(value, (list, tuple)) else [value]
-        splits[key] = [_resolve_source(v, key, root, yaml_dir, file) for v in values]
-    if 'train' not in splits and 'val' not in splits:
-        raise DataYamlError(f"{file}: needs a 'train' or 'val' split")
-    return DataYaml(file=file, root=root, names=names, splits=splits)
+        try:
+            result.splits[key] = [_resolve_source(v, key, root, yaml_dir, file) for v in values]
+        except DataYamlError as e:  # raised when the split is used
+            result.unresolved[key] = str(e)
+    if not result.declared:
+        raise DataYamlError(f"{file}: names no split: it needs 'train' and 'val' (and may have 'test')")
+    return result
 
 
-def list_images(sources: Sequence[str]) -> List[str]:
+def list_images(sources: Sequence[str], missing: Optional[List[str]] = None) -> List[str]:
     """Sorted, de-duplicated absolute image paths of folders and ``.txt`` lists.
 
+    Args:
+        sources (Sequence[str]): Folders (searched recursively) and lists.
+        missing (list, optional): When given, an image that a list names but
+            that does not exist is appended to it as ``'list.txt:row: image not
+            found: name'`` and skipped (the reference warns and skips);
+            otherwise it is an error.
+
     Raises:
-        FileNotFoundError: a source, or an image a list names, does not exist.
+        FileNotFoundError: a source does not exist, or (without ``missing``)
+            an image a list names.
     """
     found: List[str] = []
     for src in sources:
@@ -174,14 +207,17 @@ def list_images(sources: Sequence[str]) -> List[str]:
                 found += [osp.join(folder, f) for f in files if f.lower().endswith(IMG_EXTENSIONS)]
         elif osp.isfile(src):
             base = osp.dirname(osp.abspath(src))
-            with open(src, encoding='utf-8') as f:
+            with open(src, encoding='utf-8-sig') as f:  # a byte-order mark is fine
                 for n, line in enumerate(f, start=1):
                     line = line.strip()
                     if not line or line.startswith('#'):
                         continue
                     path = line if osp.isabs(line) else osp.join(base, line)
                     if not osp.isfile(path):
-                        raise FileNotFoundError(f'{src}:{n}: image not found: {line}')
+                        if missing is None:
+                            raise FileNotFoundError(f'{src}:{n}: image not found: {line}')
+                        missing.append(f'{src}:{n}: image not found: {line}')
+                        continue
                     if path.lower().endswith(IMG_EXTENSIONS):
                         found.append(osp.normpath(path))
         else:
@@ -281,7 +317,8 @@ def parse_label_text(text: str, num_classes: int) -> LabelRows:
             continue
         seen.add(key)
         if corners[2] <= corners[0] or corners[3] <= corners[1]:
-            errors.append(f'row {row}: box has no area ({line.strip()!r})')
+            # the reference keeps the file (and its augmentations drop such a box): the row is dropped
+            warnings.append(f'row {row}: box has no area ({line.strip()!r}), dropped')
             continue
         # the values themselves must be normalised, as the reference checks them (cx, cy, w, h or points)
         outside = max(0.0, -min(values), max(values) - 1)
@@ -321,8 +358,9 @@ def verify_image(path: str) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
     formats other than ``IMG_EXTENSIONS``, images under ``MIN_IMAGE_SIDE`` px
     and JPEGs without their end-of-image marker that do not decode completely
     (truncated) are refused; a JPEG with data after its marker is decoded
-    once to tell. The reference rewrites truncated JPEGs in place; user files
-    are never modified here.
+    once to tell; BMP and TIFF files, whose ``verify()`` reads no pixels, are
+    decoded. The reference rewrites truncated JPEGs in place; user files are
+    never modified here.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -342,7 +380,20 @@ def verify_image(path: str) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
         return None, f'image too small ({width}x{height} px, under {MIN_IMAGE_SIDE} px)'
     if fmt in ('jpeg', 'mpo') and not _jpeg_complete(path):
         return None, 'truncated JPEG (no end-of-image marker)'
+    if fmt in ('bmp', 'tiff') and not _decodes(path):  # their verify() reads no pixels
+        return None, f'truncated or corrupt {fmt.upper()} (does not decode)'
     return (width, height), None
+
+
+def _decodes(path: str) -> bool:
+    """Whether Pillow decodes the whole image."""
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, ValueError, SyntaxError):
+        return False
+    return True
 
 
 def _jpeg_complete(path: str) -> bool:
@@ -351,17 +402,11 @@ def _jpeg_complete(path: str) -> bool:
     Files with data after the marker (e.g. phones' motion photos append a
     video) decode fine and are kept; a file cut short does not decode.
     """
-    from PIL import Image
     with open(path, 'rb') as f:
         f.seek(-2, os.SEEK_END)
         if f.read() == b'\xff\xd9':
             return True
-    try:
-        with Image.open(path) as img:
-            img.load()
-    except (OSError, ValueError, SyntaxError):
-        return False
-    return True
+    return _decodes(path)
 
 
 def read_label_file(path: str, num_classes: int) -> Union[LabelRows, None]:

@@ -5,17 +5,24 @@ from typing import Any, Iterator, List, Optional
 from mmengine.config import Config, ConfigDict
 
 LOADERS = {'train_dataloader': 'train', 'val_dataloader': 'val', 'test_dataloader': 'test'}
+COCO_METRICS = ('CocoMetric', 'CheckedCocoMetric')
 # dataset keys of a COCO-style dataset that mean nothing to a YOLODataset
 _COCO_ONLY_KEYS = ('ann_file', 'data_prefix', 'data_root', 'check_image_sizes')
+
+
+def _inner_dataset(loader: Optional[dict]) -> Optional[dict]:
+    """The dataset config of a loader, inside wrappers (RepeatDataset, ClassBalancedDataset, ...)."""
+    dataset = loader.get('dataset') if loader else None
+    while isinstance(dataset, dict) and isinstance(dataset.get('dataset'), dict):
+        dataset = dataset['dataset']
+    return dataset if isinstance(dataset, dict) else None
 
 
 def _pipelines(cfg: Config) -> Iterator[list]:
     """Every pipeline of the config: the loaders' datasets and the pipeline-switch hooks."""
     for key in LOADERS:
-        dataset = cfg.get(key, {}).get('dataset') if cfg.get(key) else None
-        while isinstance(dataset, dict) and 'dataset' in dataset and 'pipeline' not in dataset:
-            dataset = dataset['dataset']  # wrappers (RepeatDataset, ...)
-        if isinstance(dataset, dict) and isinstance(dataset.get('pipeline'), list):
+        dataset = _inner_dataset(cfg.get(key))
+        if dataset is not None and isinstance(dataset.get('pipeline'), list):
             yield dataset['pipeline']
     for hook in cfg.get('custom_hooks', None) or []:
         if isinstance(hook.get('switch_pipeline'), list):
@@ -34,11 +41,13 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
     """Point a config's datasets, classes and evaluation at a ``data.yaml``.
 
     - train/val/test loaders get ``YOLODataset(data_yaml, split)`` with their
-      pipelines (a yaml without ``test`` tests on ``val``);
+      pipelines, inside any dataset wrapper (a yaml without ``test`` tests on
+      ``val``; a yaml without ``train`` fails when training starts, naming it);
     - ``model.bbox_head.num_classes`` = the yaml's number of names; the
       datasets take their class names from the yaml;
     - val/test evaluators: ``CheckedCocoMetric`` with the ground truth built in
-      memory from the labels (no annotation file);
+      memory from the labels (no annotation file), keeping the config's
+      ``CocoMetric`` options (``classwise``, ``outfile_prefix``, ...);
     - with ``auto_optimizer``, a config using the reference's optimizer
       constructor (``YOLOOptimWrapperConstructor``) gets
       ``optimizer=dict(type='auto')``, the reference's default for custom data
@@ -54,17 +63,18 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
 
     Raises:
         FileNotFoundError / DataYamlError: the yaml or its paths.
-        ValueError: the yaml has no ``val`` split.
+        DataYamlError: the yaml has no ``val`` split, or its path does not exist.
     """
     from ..datasets.yolo_format import load_data_yaml
+    from mmengine.logging import print_log
     data = load_data_yaml(data_yaml)
-    if 'val' not in data.splits:
-        raise ValueError(f"{data.file}: --data needs a 'val' split to validate on")
+    data.sources('val')  # validation needs it now (a missing train/test split fails where it is used)
     for key, split in LOADERS.items():
-        if not cfg.get(key):
+        dataset = _inner_dataset(cfg.get(key))
+        if dataset is None:
             continue
-        split = split if split in data.splits else 'val'
-        dataset = cfg[key].dataset
+        if split == 'test' and 'test' not in data.declared:
+            split = 'val'
         for k in _COCO_ONLY_KEYS:
             dataset.pop(k, None)
         dataset.update(type='YOLODataset', data_yaml=data.file, split=split, metainfo=dict(classes=data.names))
@@ -72,13 +82,21 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
             dataset['test_mode'] = True
             _keep_instances(dataset.get('pipeline', []))
     for key in ('val_evaluator', 'test_evaluator'):
-        if cfg.get(key):
+        evaluator = cfg.get(key)
+        if isinstance(evaluator, dict) and str(evaluator.get('type', '')).split('.')[-1] in COCO_METRICS:
+            evaluator.update(type='CheckedCocoMetric', ann_file=None)  # keeps classwise, outfile_prefix, ...
+        elif evaluator:
             cfg[key] = ConfigDict(type='CheckedCocoMetric', metric='bbox', ann_file=None)
     cfg.model.bbox_head.num_classes = len(data.names)
+    if 'num_classes' in cfg:  # the config's own variable, so that its dump reads right
+        cfg.num_classes = len(data.names)
     optim = cfg.get('optim_wrapper', {})
     if auto_optimizer and optim.get('constructor') == 'YOLOOptimWrapperConstructor':
-        weight_decay = optim.get('optimizer', {}).get('weight_decay', 5e-4)
-        optim['optimizer'] = ConfigDict(type='auto', weight_decay=weight_decay)
+        old = dict(optim.get('optimizer', {}))
+        optim['optimizer'] = ConfigDict(type='auto', weight_decay=old.get('weight_decay', 5e-4))
+        if old.get('type') != 'auto':
+            print_log(f"--data: optimizer=auto (the reference's default for custom data) replaces {old}; "
+                      "set --cfg-options optim_wrapper.optimizer.type=... to keep another", logger='current')
     cfg.data_yaml = data.file
     return cfg
 
@@ -116,6 +134,9 @@ def set_image_size(cfg: Config, imgsz: int) -> Config:
                 t['scale'] = _square(t['scale'], imgsz)
             elif kind == 'Pad' and 'size' in t:
                 t['size'] = (imgsz, imgsz)
+    for key in ('img_scale', 'img_size'):  # the config's own variables, so that its dump reads right
+        if key in cfg:
+            cfg[key] = _square(cfg[key], imgsz)
     cfg.imgsz = imgsz
     return cfg
 

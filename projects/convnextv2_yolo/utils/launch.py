@@ -1,4 +1,5 @@
 """CLI and config preparation shared by tools/train.py, tools/test.py and the demo."""
+import logging
 import os
 import os.path as osp
 from argparse import ArgumentParser, Namespace
@@ -76,6 +77,10 @@ def _common(cfg: Config, args: Namespace) -> Config:
     apply_data_args(cfg, getattr(args, 'data', None), getattr(args, 'imgsz', None))
     if getattr(args, 'cfg_options', None):  # after --data/--imgsz: they can be overridden
         cfg.merge_from_dict(args.cfg_options)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if loader and loader.get('num_workers', 1) == 0 and loader.get('persistent_workers'):
+            loader.persistent_workers = False  # torch refuses persistent workers without workers
     if getattr(args, 'work_dir', None):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -119,23 +124,42 @@ def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
 
 
 def check_class_names(cfg: Config, checkpoint: str) -> None:
-    """Warn when the config's test classes differ from those the checkpoint was trained with.
+    """Make the test dataset's classes those the checkpoint was trained with.
 
-    Labels are indices into the training classes: with another order the
-    metrics and dumped results would name the wrong classes.
+    Labels are indices into the training classes. When the config lists the
+    same names in another order (e.g. a data.yaml whose names were reordered),
+    the test dataset takes the checkpoint's order (our datasets map labels by
+    name), with a warning; otherwise metrics would pair label i with the
+    config's class i.
+
+    Raises:
+        SystemExit: the checkpoint's classes are other names, or another count
+            than the model's.
     """
+    from mmengine.logging import print_log
+
     from ..compat import safe_torch_load
     from .class_names import resolve_class_names
-    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
-    config_classes = (dataset.get('metainfo') or {}).get('classes')
+    from .data_overrides import _inner_dataset
+    dataset = _inner_dataset(cfg.get('test_dataloader'))
+    config_classes = ((dataset or {}).get('metainfo') or {}).get('classes')
     num_classes = cfg.get('model', {}).get('bbox_head', {}).get('num_classes')
     if not config_classes or not num_classes or not osp.isfile(checkpoint):
         return
     meta = safe_torch_load(checkpoint, map_location='cpu').get('meta', {})
     try:
-        resolve_class_names(meta, config_classes, num_classes)  # logs a warning on a difference
+        names, source = resolve_class_names(meta, None, num_classes)
     except ValueError as e:
         raise SystemExit(f'{checkpoint}: {e}') from None
+    if source != 'checkpoint' or tuple(names) == tuple(config_classes):
+        return
+    if sorted(names) != sorted(config_classes):
+        raise SystemExit(f'{checkpoint} was trained with the classes {tuple(names)}, but the test dataset lists '
+                         f'{tuple(config_classes)}: evaluate on data with the same classes')
+    dataset.setdefault('metainfo', {})['classes'] = tuple(names)
+    print_log(f'class names: the checkpoint was trained with {tuple(names)}, the config lists them as '
+              f'{tuple(config_classes)}: testing in the checkpoint\'s order (labels are matched by name)',
+              logger='current', level=logging.WARNING)
 
 
 def prepare_test_cfg(cfg: Config, args: Namespace) -> Config:

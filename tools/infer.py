@@ -72,9 +72,9 @@ def _check_input(path: str) -> str:
 
 def set_class_names(model, cfg, checkpoint: str) -> tuple:
     """Name the model's labels after the classes it was trained with (see resolve_class_names)."""
-    from convnextv2_yolo.compat import safe_torch_load
+    from convnextv2_yolo.compat import read_checkpoint_meta
     from convnextv2_yolo.utils import resolve_class_names
-    meta = safe_torch_load(checkpoint, map_location='cpu').get('meta', {})
+    meta = read_checkpoint_meta(checkpoint)
     dataset = cfg.get('test_dataloader', {}).get('dataset', {})
     config_classes = (dataset.get('metainfo') or {}).get('classes')
     names, source = resolve_class_names(meta, config_classes, model.bbox_head.num_classes)

@@ -117,7 +117,7 @@ def trusted_checkpoints() -> Set[str]:
     return {osp.realpath(osp.expanduser(p)) for p in value.split(os.pathsep) if p}
 
 
-def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
+def safe_torch_load(filename: str, map_location: Optional[Any] = None, mmap: bool = False) -> Any:
     """``torch.load`` with safe loading and errors that name the file.
 
     A file listed in ``$CONVNEXTV2_YOLO_TRUSTED_CHECKPOINTS`` is loaded with full
@@ -133,7 +133,7 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
         raise FileNotFoundError(f'checkpoint file not found: {filename}')
     trusted = osp.realpath(filename) in trusted_checkpoints()
     try:
-        return torch.load(filename, map_location=map_location, weights_only=not trusted)
+        return torch.load(filename, map_location=map_location, weights_only=not trusted, mmap=mmap)
     except pickle.UnpicklingError as e:
         if 'Unsupported global' in str(e) or 'GLOBAL' in str(e):
             raise CheckpointLoadError(
@@ -153,6 +153,21 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None) -> Any:
     except (IndexError, KeyError, TypeError, AssertionError, AttributeError, struct.error) as e:
         # random bytes that pass as a legacy pickle stream fail inside the unpickler
         raise _corrupt(filename, f'{type(e).__name__}: {e}') from None
+
+
+def read_checkpoint_meta(filename: str) -> dict:
+    """A checkpoint's ``meta`` (e.g. ``dataset_meta``), memory-mapping the file so its tensors are not read.
+
+    Raises: as :func:`safe_torch_load`.
+    """
+    try:
+        checkpoint = safe_torch_load(filename, map_location='cpu', mmap=True)
+    except RuntimeError as e:
+        if 'mmap can only be used' not in str(e):  # a file in torch's legacy format: read it whole
+            raise
+        checkpoint = safe_torch_load(filename, map_location='cpu')
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def _corrupt(filename: str, detail: str) -> CheckpointLoadError:

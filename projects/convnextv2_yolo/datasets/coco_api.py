@@ -28,6 +28,18 @@ def _where(kind: str, index: int, entry: Any) -> str:
     return f'{kind} #{index} (no id)'
 
 
+def _check_unique_text(where: str, entry: dict, key: str, kind: str, seen: Dict[str, Any],
+                       problems: List[str]) -> None:
+    """Check that ``entry[key]`` is a non-empty string no earlier ``kind`` entry used (e.g. a category name)."""
+    value = entry.get(key)
+    if not isinstance(value, str) or not value:
+        problems.append(f"{where}: field '{key}' must be a non-empty string, got {value!r}")
+    elif value in seen:
+        problems.append(f"{where}: field '{key}' {value!r} is also {kind} id {seen[value]!r}")
+    else:
+        seen[value] = entry.get('id')
+
+
 def _check_entry(kind: str, index: int, entry: Any, seen_ids: set, problems: List[str]) -> Optional[str]:
     """Check that an image/annotation/category is an object with a new integer id.
 
@@ -91,15 +103,8 @@ def check_coco_dict(dataset: Any, path: str) -> Dict[str, Any]:
     cat_names: Dict[str, Any] = {}
     for i, cat in enumerate(dataset['categories']):
         where = _check_entry('category', i, cat, cat_ids, problems)
-        if where is None:
-            continue
-        name = cat.get('name')
-        if not isinstance(name, str):
-            problems.append(f"{where}: field 'name' must be a string, got {name!r}")
-        elif name in cat_names:
-            problems.append(f"{where}: field 'name' {name!r} is also category id {cat_names[name]!r}")
-        else:
-            cat_names[name] = cat.get('id')
+        if where is not None:
+            _check_unique_text(where, cat, 'name', 'category', cat_names, problems)
 
     img_ids = set()
     file_names: Dict[str, Any] = {}
@@ -107,13 +112,7 @@ def check_coco_dict(dataset: Any, path: str) -> Dict[str, Any]:
         where = _check_entry('image', i, img, img_ids, problems)
         if where is None:
             continue
-        if not isinstance(img.get('file_name'), str) or not img['file_name']:
-            problems.append(f"{where}: field 'file_name' must be a non-empty string, got {img.get('file_name')!r}")
-        elif img['file_name'] in file_names:
-            problems.append(f"{where}: field 'file_name' {img['file_name']!r} is also image id "
-                            f"{file_names[img['file_name']]!r}")
-        else:
-            file_names[img['file_name']] = img.get('id')
+        _check_unique_text(where, img, 'file_name', 'image', file_names, problems)
         for key in ('width', 'height'):
             if not _is_number(img.get(key)) or img[key] <= 0:
                 problems.append(f"{where}: field '{key}' must be a positive number, got {img.get(key)!r}")

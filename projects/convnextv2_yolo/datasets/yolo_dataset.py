@@ -41,6 +41,7 @@ from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
 from ..compat import write_atomic
+from ..utils.class_names import as_class_names
 from . import yolo_format
 
 # the cache: '<labels folder>' + CACHE_SUFFIX beside the labels (never the reference's 'labels.cache')
@@ -527,7 +528,7 @@ class YOLODataset(BaseDetDataset):
             if config_classes is None:
                 raise ValueError('YOLODataset without data_yaml needs metainfo=dict(classes=(...)): the class '
                                  'names, in the order of the label files\' class indices')
-            classes = self._check_class_list(config_classes)
+            classes = as_class_names(config_classes)
             self.label_names = classes
         metainfo['classes'] = tuple(classes)
         # label file class index -> position in metainfo.classes (-1: left out)
@@ -548,19 +549,8 @@ class YOLODataset(BaseDetDataset):
                 return p
         raise FileNotFoundError(f'data_yaml not found: {data_yaml!r} (tried {", ".join(tried)})')
 
-    @staticmethod
-    def _check_class_list(classes: Any) -> Tuple[str, ...]:
-        if isinstance(classes, str) or not isinstance(classes, (list, tuple)) or not classes:
-            raise ValueError(f'metainfo.classes must be a non-empty list or tuple of names (one class: '
-                             f'("name",)), got {classes!r}')
-        classes = tuple(str(c) for c in classes)
-        repeated = sorted({c for c in classes if classes.count(c) > 1})
-        if repeated:
-            raise ValueError(f'metainfo.classes repeats {repeated}: each class name must appear once')
-        return classes
-
     def _classes_of_yaml(self, config_classes: Any) -> Tuple[str, ...]:
-        classes = self._check_class_list(config_classes)
+        classes = as_class_names(config_classes)
         unknown = [c for c in classes if c not in self.label_names]
         if unknown:
             raise ValueError(f'metainfo.classes {unknown} are not names of {self.data_yaml.file}; '

@@ -367,7 +367,7 @@ def verify_image(path: str) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
     from .image_size import read_image_size
     try:
         width, height, _ = read_image_size(path)
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # a second open: Pillow's verify() must come right after open()
             fmt = (img.format or '').lower()
             img.verify()
     except FileNotFoundError:

@@ -10,7 +10,7 @@ COCO_METRICS = ('CocoMetric', 'CheckedCocoMetric')
 _COCO_ONLY_KEYS = ('ann_file', 'data_prefix', 'data_root', 'check_image_sizes')
 
 
-def _inner_dataset(loader: Optional[dict]) -> Optional[dict]:
+def inner_dataset(loader: Optional[dict]) -> Optional[dict]:
     """The dataset config of a loader, inside wrappers (RepeatDataset, ClassBalancedDataset, ...)."""
     dataset = loader.get('dataset') if loader else None
     while isinstance(dataset, dict) and isinstance(dataset.get('dataset'), dict):
@@ -21,7 +21,7 @@ def _inner_dataset(loader: Optional[dict]) -> Optional[dict]:
 def _pipelines(cfg: Config) -> Iterator[list]:
     """Every pipeline of the config: the loaders' datasets and the pipeline-switch hooks."""
     for key in LOADERS:
-        dataset = _inner_dataset(cfg.get(key))
+        dataset = inner_dataset(cfg.get(key))
         if dataset is not None and isinstance(dataset.get('pipeline'), list):
             yield dataset['pipeline']
     for hook in cfg.get('custom_hooks', None) or []:
@@ -70,7 +70,7 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
     data = load_data_yaml(data_yaml)
     data.sources('val')  # validation needs it now (a missing train/test split fails where it is used)
     for key, split in LOADERS.items():
-        dataset = _inner_dataset(cfg.get(key))
+        dataset = inner_dataset(cfg.get(key))
         if dataset is None:
             continue
         if split == 'test' and 'test' not in data.declared:

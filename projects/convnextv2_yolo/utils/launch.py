@@ -138,15 +138,15 @@ def check_class_names(cfg: Config, checkpoint: str) -> None:
     """
     from mmengine.logging import print_log
 
-    from ..compat import safe_torch_load
+    from ..compat import read_checkpoint_meta
     from .class_names import resolve_class_names
-    from .data_overrides import _inner_dataset
-    dataset = _inner_dataset(cfg.get('test_dataloader'))
+    from .data_overrides import inner_dataset
+    dataset = inner_dataset(cfg.get('test_dataloader'))
     config_classes = ((dataset or {}).get('metainfo') or {}).get('classes')
     num_classes = cfg.get('model', {}).get('bbox_head', {}).get('num_classes')
     if not config_classes or not num_classes or not osp.isfile(checkpoint):
         return
-    meta = safe_torch_load(checkpoint, map_location='cpu').get('meta', {})
+    meta = read_checkpoint_meta(checkpoint)
     try:
         names, source = resolve_class_names(meta, None, num_classes)
     except ValueError as e:

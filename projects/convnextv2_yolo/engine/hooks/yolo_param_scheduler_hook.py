@@ -75,10 +75,10 @@ class YOLOParamSchedulerHook(Hook):
         dataset = runner.train_dataloader.dataset
         total_batch = train_batch_size(runner)
         nominal = max(total_batch, wrapper.nominal_batch_size)
-        if getattr(runner.train_loop, '_max_epochs', 1) > 1 or type(runner.train_loop).__name__.startswith('Epoch'):
-            iterations = math.ceil(len(dataset) / nominal) * runner.max_epochs
-        else:  # iteration-based loop: its iterations in units of the nominal batch
+        if isinstance(runner.train_loop, IterBasedTrainLoop):  # its iterations in units of the nominal batch
             iterations = math.ceil(runner.max_iters * total_batch / nominal)
+        else:
+            iterations = math.ceil(len(dataset) / nominal) * runner.max_epochs
         classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
         num_classes = len(classes) if classes else 10  # the reference's default when nc is unknown
         choice = wrapper.resolve_auto_optimizer(iterations, num_classes)

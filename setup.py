@@ -82,6 +82,9 @@ if __name__ == '__main__':
         extras_require={
             'tests': parse_requirements('requirements/tests.txt'),
             'dev': parse_requirements('requirements/tests.txt'),
+            # ONNX export and ONNX Runtime inference (tools/deployment/export_onnx.py,
+            # tools/infer.py --backend onnxruntime); onnxruntime-gpu for CUDA/TensorRT
+            'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.5', 'onnxslim>=0.1.50'],
         },
         zip_safe=False,
     )

@@ -34,8 +34,8 @@ def grid_priors(size=64, stride=8):
     return torch.stack([xs, ys], -1).reshape(-1, 2).double() * stride
 
 
-def naive_assign(scores, preds, priors, labels, boxes, mask, topk, alpha, beta, eps):
-    """Per image, per GT, per anchor loops (float64)."""
+def naive_assign(scores, preds, priors, labels, boxes, mask, topk, alpha, beta, eps, min_gt_size=0.):
+    """Per image, per GT, per anchor loops (float64); sides < min_gt_size enlarged for the inside test."""
     B, A, C = scores.shape
     out_scores = torch.zeros(B, A, C, dtype=torch.float64)
     out_fg = torch.zeros(B, A, dtype=torch.bool)
@@ -49,9 +49,12 @@ def naive_assign(scores, preds, priors, labels, boxes, mask, topk, alpha, beta, 
             if not mask[b, m]:
                 continue
             g = boxes[b, m].tolist()
+            cx, cy, w, h = (g[0] + g[2]) / 2, (g[1] + g[3]) / 2, g[2] - g[0], g[3] - g[1]
+            w, h = max(w, min_gt_size), max(h, min_gt_size)
+            c = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
             for a in range(A):
                 x, y = priors[a].tolist()
-                if min(x - g[0], y - g[1], g[2] - x, g[3] - y) > eps:
+                if min(x - c[0], y - c[1], c[2] - x, c[3] - y) > eps:
                     iou[m][a] = max(ciou_scalar(g, preds[b, a].tolist()), 0.0)
                     metric[m][a] = scores[b, a, labels[b, m]].item()**alpha * iou[m][a]**beta
             cand = sorted((a for a in range(A) if metric[m][a] > 0), key=lambda a: -metric[m][a])
@@ -76,8 +79,8 @@ def naive_assign(scores, preds, priors, labels, boxes, mask, topk, alpha, beta, 
     return out_scores, out_fg, out_gt
 
 
-def assign(scores, preds, priors, labels, boxes, mask, topk=10):
-    assigner = BatchTaskAlignedAssigner(topk=topk, alpha=0.5, beta=6.0, eps=1e-9)
+def assign(scores, preds, priors, labels, boxes, mask, topk=10, min_gt_size=0.):
+    assigner = BatchTaskAlignedAssigner(topk=topk, alpha=0.5, beta=6.0, eps=1e-9, min_gt_size=min_gt_size)
     return assigner.assign(scores.double(), preds.double(), priors, labels, boxes.double(), mask)
 
 
@@ -210,3 +213,42 @@ def test_matches_naive_loops_on_random_batches(seed):
     assert 'assigned_scores' not in lean
     for key in ('fg_scores', 'fg_mask', 'assigned_labels', 'assigned_gt_inds', 'assigned_bboxes'):
         assert torch.equal(lean[key], res[key]), key
+
+
+def test_small_gts_get_candidates_with_min_gt_size():
+    """ultralytics 8.4: a GT side < 16 px is enlarged to 16 about its centre for the candidate test only."""
+    priors = grid_priors()
+    gts = torch.tensor([[[1., 1., 3., 3.]]])  # between anchor centres: no candidate in the plain test
+    A = priors.shape[0]
+    preds = torch.tensor([0., 0., 4., 4.]).double().expand(1, A, 4).clone()
+    scores = torch.full((1, A, 1), 0.5, dtype=torch.float64)
+    args = (scores, preds, priors, torch.zeros(1, 1, dtype=torch.long), gts, torch.ones(1, 1, dtype=torch.bool))
+    assert not assign(*args)['fg_mask'].any()
+    res = assign(*args, min_gt_size=16)
+    assert res['fg_mask'].sum() == 1  # [-6, -6, 10, 10] holds the anchor centre (4, 4) only
+    torch.testing.assert_close(res['assigned_bboxes'][res['fg_mask']], gts[0].double())  # the real box
+    with pytest.raises(ValueError, match='min_gt_size'):
+        BatchTaskAlignedAssigner(min_gt_size=-1)
+
+
+@pytest.mark.parametrize('seed', [3, 4])
+def test_min_gt_size_matches_naive_loops(seed):
+    g = torch.Generator().manual_seed(seed)
+    priors = torch.cat([grid_priors(64, 8), grid_priors(64, 16), grid_priors(64, 32)])
+    A, B, M, C = priors.shape[0], 2, 5, 3
+    xy = torch.rand(B, M, 2, generator=g) * 50 + 2
+    wh = torch.rand(B, M, 2, generator=g) * 20 + 1  # many sides under 16 px
+    boxes = torch.cat([xy, (xy + wh).clamp(max=64)], -1).double()
+    labels = torch.randint(0, C, (B, M), generator=g)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    half = torch.rand(B, A, 2, generator=g, dtype=torch.float64) * 10 + 4
+    preds = torch.cat([priors - half, priors + half], -1)
+    scores = torch.rand(B, A, C, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    res = assign(scores, preds, priors, labels, boxes, mask, topk=6, min_gt_size=16)
+    want_scores, want_fg, want_gt = naive_assign(scores, preds, priors, labels, boxes, mask, 6, 0.5, 6.0, 1e-9,
+                                                 min_gt_size=16)
+    plain = naive_assign(scores, preds, priors, labels, boxes, mask, 6, 0.5, 6.0, 1e-9)[1]
+    assert want_fg.sum() > plain.sum()  # the enlargement matters on this batch
+    assert torch.equal(res['fg_mask'], want_fg)
+    assert torch.equal(res['assigned_gt_inds'], want_gt)
+    torch.testing.assert_close(res['assigned_scores'], want_scores, rtol=1e-7, atol=1e-12)

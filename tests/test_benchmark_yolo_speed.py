@@ -10,6 +10,11 @@ pytest.importorskip('mmcv.ops')
 
 
 def test_benchmark_runs_and_writes_json(repo_root, tmp_path, monkeypatch):
+    fake = tmp_path / 'ref_python'  # stands in for the reference's venv python (tests/_fake_ultralytics_driver.py)
+    fake.write_text(f'#!/bin/sh\nshift\nexec "{sys.executable}" "{repo_root}/tests/_fake_ultralytics_driver.py" "$@"\n')
+    fake.chmod(0o755)
+    record = tmp_path / 'seen.json'
+    monkeypatch.setenv('FAKE_BENCH_RECORD', str(record))
     path = osp.join(repo_root, 'tools', 'analysis_tools', 'benchmark_yolo_speed.py')
     spec = importlib.util.spec_from_file_location('benchmark_yolo_speed', path)
     bench = importlib.util.module_from_spec(spec)
@@ -18,7 +23,7 @@ def test_benchmark_runs_and_writes_json(repo_root, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, 'argv', [
         'benchmark_yolo_speed.py', '--builtin-model', '--device', 'cpu', '--cpu-batch', '2', '--img-size', '128',
         '--num-gt', '6', '--iters', '1', '--warmup', '0', '--nms-candidates', '50', '--threads', '1',
-        '--stat', 'min', '--json', str(out)])
+        '--stat', 'min', '--json', str(out), '--ref-python', str(fake)])
     assert bench.main() == 0
     res = json.loads(out.read_text())
     assert res['params'] == 2_624_080  # YOLO11-n, as the reference
@@ -26,3 +31,10 @@ def test_benchmark_runs_and_writes_json(repo_root, tmp_path, monkeypatch):
     for key in ('train_step_ms', 'assigner_loss_ms', 'assigner_loss_share_%', 'forward_ms', 'forward_b1_ms',
                 'decode_nms_b1_50cand_ms', 'preprocess_yolo_ms', 'preprocess_default_ms'):
         assert cpu[key] > 0, key
+    # the reference's side: timed on the same batch with the same threads, its numbers and the ratios reported
+    seen = json.loads(record.read_text())
+    assert seen == dict(imgs=[2, 3, 128, 128], dtype='torch.uint8', packed=[6, 6], threads=1, iters=1, omp='1')
+    assert res['results']['reference cpu b2']['train_step_ms'] == 1000.0
+    ratio = res['results']['ours / reference']
+    assert ratio['train_step_ms'] == pytest.approx(cpu['train_step_ms'] / 1000.0)
+    assert ratio['forward_b1_ms'] == pytest.approx(cpu['forward_b1_ms'] / 50.0)

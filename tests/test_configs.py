@@ -41,7 +41,8 @@ def _build(path):
         cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
-    pipelines = [cfg.train_dataloader.dataset.get('pipeline'), cfg.val_dataloader.dataset.get('pipeline')]
+    pipelines = [(cfg.get(k) or {}).get('dataset', {}).get('pipeline')  # pretraining configs have no val loader
+                 for k in ('train_dataloader', 'val_dataloader')]
     for hook in cfg.get('custom_hooks', []):
         if 'switch_pipeline' in hook:
             pipelines.append(hook['switch_pipeline'])

@@ -655,3 +655,64 @@ def test_class_identity():
     assert not conv.same_class('torch.nn.modules.activation.ReLU', 'torch.nn.modules.activation.SiLU')
     assert conv.same_value(2, 2.0) and conv.same_value(torch.tensor([8., 16.]), [8, 16])
     assert not conv.same_value(True, 1) and not conv.same_value((1, 1), (1, 1, 1))
+
+
+def finetuned_reference(coco, nc=5, seed=4):
+    """What the reference's trainer builds when it fine-tunes ``coco`` (80 classes) to ``nc``
+    classes (``BaseModel.load``, ultralytics/nn/tasks.py 8.4): its class branches at the source
+    width (c3 = 80 for YOLO11-n, where the rule for 5 classes gives 64), new final convs."""
+    model = DetectionModel('yolo11', 'n', nc=nc)
+    head = model.model[-1]
+    head.cv3 = copy.deepcopy(coco.model[-1].cv3)
+    for branch in head.cv3:
+        branch[-1] = nn.Conv2d(branch[-1].in_channels, nc, 1)
+    model = randomize(model, seed=seed)
+    model.names = {0: 'Car', 1: 'bus', 2: 'plate', 3: 'truck', 4: 'person'}
+    return model
+
+
+def test_finetuned_reference_checkpoint_keeps_its_width(reference_n, tmp_path):
+    """A YOLO11-n the reference fine-tuned from a COCO checkpoint to 5 classes (class branch 80
+    wide, the rule gives 64) converts ("fits no yolo11 scale" before); the meta builds our config
+    to fit and the outputs match."""
+    ref = finetuned_reference(reference_n[0])
+    assert tuple(ref.model[-1].cv3[0][-1].weight.shape) == (5, 80, 1, 1)
+    src, dst = str(tmp_path / 'best.pt'), str(tmp_path / 'best.pth')
+    save_like_reference(ref, src)
+    out = conv.convert(src, dst)
+    meta = out['meta']
+    assert (meta['arch'], meta['scale'], meta['num_classes'], meta['cls_channels']) == ('yolo11', 'n', 5, 80)
+    assert meta['architecture_verified'] and meta['dataset_meta']['classes'] == ['Car', 'bus', 'plate', 'truck',
+                                                                                 'person']
+    assert meta['cfg_options'] == {'model.bbox_head.num_classes': 5, 'model.bbox_head.cls_channels': 80}
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(conv.config_path('yolo11', 'n'))
+    cfg.merge_from_dict(meta['cfg_options'])
+    init_default_scope('mmdet')
+    ours = MODELS.build(cfg.model).eval()
+    load_checkpoint(ours, dst, map_location='cpu', strict=True)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for e, g in zip(ref(x), ours_raw_outputs(ours, x)):
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-3)
+    # the plain state dict too (no classes: keys and shapes only)
+    sd = str(tmp_path / 'best_state_dict.pth')
+    torch.save(ref.state_dict(), sd)
+    assert conv.convert(sd)['meta']['cls_channels'] == 80
+
+
+def test_unsupported_width_still_refused_clearly(reference_n, tmp_path):
+    """A class branch whose width differs between levels is no model of ours: refused, naming the key."""
+    ref = finetuned_reference(reference_n[0])
+    branch = ref.model[-1].cv3[1]
+    branch[1][1].conv = nn.Conv2d(80, 72, 1, bias=False)
+    branch[1][1].bn = nn.BatchNorm2d(72)
+    branch[2] = nn.Conv2d(72, 5, 1)
+    sd = str(tmp_path / 'odd.pth')
+    torch.save(ref.state_dict(), sd)
+    with pytest.raises(conv.ConversionError, match=r"fits no yolo11 scale.*bbox_head\.cls_convs\.1\.1\.1\.conv"):
+        conv.convert(sd)

@@ -2,6 +2,13 @@
 
     python tools/infer.py INPUT CONFIG CHECKPOINT [--out-dir outputs] [--device cpu]
                           [--score-thr 0.3] [--data DATA_YAML] [--imgsz N]
+    python tools/infer.py INPUT MODEL.onnx --backend onnxruntime [--out-dir outputs] [--device cpu]
+
+With ``--backend onnxruntime`` a file written by tools/deployment/export_onnx.py
+runs under ONNX Runtime with the same letterbox (``LetterResize``), normalisation
+and rescaling as the PyTorch path, read from the file's metadata (classes, input
+size, mean/std, pad value); a file without that metadata is refused. The
+pictures and JSON are written as for a checkpoint, so both can be compared.
 
 A model trained with ``tools/train.py CONFIG --data data.yaml`` is run with
 the same ``--data`` (or with the config its work dir holds).
@@ -30,8 +37,11 @@ IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('input', help='an image, a folder of images or a video file')
-    p.add_argument('config', help='model config')
-    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('config', help='model config (with --backend onnxruntime: the exported .onnx file)')
+    p.add_argument('checkpoint', nargs='?', help='checkpoint file (not with --backend onnxruntime)')
+    p.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
+                   help='pytorch (config + checkpoint) or onnxruntime (a file from tools/deployment/export_onnx.py)')
+    p.add_argument('--threads', type=int, help='onnxruntime: intra-op threads (default: its own choice)')
     p.add_argument('--out-dir', default='outputs', help='where pictures / the video go')
     p.add_argument('--device', default='cuda:0' if _cuda() else 'cpu')
     p.add_argument('--score-thr', type=float, default=0.3, help='draw boxes above this score')
@@ -86,8 +96,24 @@ def set_class_names(model, cfg, checkpoint: str) -> tuple:
     return names
 
 
+def onnx_inferencer(args: argparse.Namespace):
+    """mmdet's DetInferencer running the .onnx file under ONNX Runtime (convnextv2_yolo.deployment)."""
+    from convnextv2_yolo.deployment.onnx_runtime import make_inferencer
+    try:
+        inferencer = make_inferencer(args.config, device=args.device, threads=args.threads)
+    except ValueError as e:  # not our export (no metadata), not ONNX, no GPU provider
+        raise SystemExit(f'infer.py: {e}') from None
+    print(f'classes (onnx metadata): {", ".join(inferencer.model.dataset_meta["classes"])}')
+    return inferencer
+
+
 def infer_images(args: argparse.Namespace) -> None:
     from mmdet.apis import DetInferencer
+    if args.backend == 'onnxruntime':
+        inferencer = onnx_inferencer(args)
+        inferencer(args.input, out_dir=args.out_dir, pred_score_thr=args.score_thr, no_save_pred=False)
+        print(f'pictures: {osp.join(args.out_dir, "vis")}\npredictions: {osp.join(args.out_dir, "preds")}')
+        return
     cfg = load_config(args)
     # mmdet's inferencer batches (input, data) pairs and looks collate_fn up by
     # name: use mmengine's generic collate (the data preprocessor pads/stacks)
@@ -106,18 +132,29 @@ def infer_video(args: argparse.Namespace) -> None:
     from mmdet.apis import inference_detector, init_detector
     from mmdet.visualization import DetLocalVisualizer
 
-    cfg = load_config(args)
-    model = init_detector(cfg, args.checkpoint, device=args.device)
-    set_class_names(model, cfg, args.checkpoint)
+    if args.backend == 'onnxruntime':
+        inferencer = onnx_inferencer(args)
+        meta = inferencer.model.dataset_meta
+
+        def predict(frame):
+            return inferencer(frame, return_datasamples=True, no_save_vis=True)['predictions'][0]
+    else:
+        cfg = load_config(args)
+        model = init_detector(cfg, args.checkpoint, device=args.device)
+        set_class_names(model, cfg, args.checkpoint)
+        meta = model.dataset_meta
+
+        def predict(frame):
+            return inference_detector(model, frame)
     vis = DetLocalVisualizer(name='infer_video')
-    vis.dataset_meta = model.dataset_meta
+    vis.dataset_meta = meta
     reader = mmcv.VideoReader(args.input)
     os.makedirs(args.out_dir, exist_ok=True)
     out_path = osp.join(args.out_dir, osp.splitext(osp.basename(args.input))[0] + '.mp4')
     writer = cv2.VideoWriter(out_path, cv2.VideoWriter_fourcc(*'mp4v'), reader.fps or 25,
                              (reader.width, reader.height))
     for frame in reader:
-        result = inference_detector(model, frame)
+        result = predict(frame)
         vis.add_datasample('frame', mmcv.bgr2rgb(frame), data_sample=result, draw_gt=False,
                            pred_score_thr=args.score_thr, show=False)
         writer.write(mmcv.rgb2bgr(vis.get_image()))
@@ -127,10 +164,23 @@ def infer_video(args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = parse_args()
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config not found: {args.config}')
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    if args.backend == 'onnxruntime':
+        if not osp.isfile(args.config):
+            raise FileNotFoundError(f'ONNX file not found: {args.config}')
+        extra = [name for name, given in (('CHECKPOINT', args.checkpoint), ('--data', args.data),
+                                          ('--imgsz', args.imgsz)) if given]
+        if extra:
+            raise SystemExit(f'--backend onnxruntime takes INPUT MODEL.onnx only, not {", ".join(extra)} (the classes, '
+                             'input size and normalisation come from the file\'s metadata)')
+    else:
+        if not osp.isfile(args.config):
+            raise FileNotFoundError(f'config not found: {args.config}')
+        if args.config.endswith('.onnx'):
+            raise SystemExit(f'{args.config} is an ONNX file: run it with --backend onnxruntime')
+        if args.checkpoint is None:
+            raise SystemExit('CHECKPOINT is required with --backend pytorch')
+        if not osp.isfile(args.checkpoint):
+            raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     kind = _check_input(args.input)
     (infer_video if kind == 'video' else infer_images)(args)
 

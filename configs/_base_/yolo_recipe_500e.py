@@ -4,9 +4,10 @@
 _base_ = ['./yolo_runtime.py', './datasets/yolo_coco_detection.py', './schedules/yolo_sgd_500e.py']
 
 custom_hooks = [
-    # EMA: d = 0.9999 * (1 - exp(-updates / 2000)) is mmdet's ExpMomentumEMA
-    # with momentum 1e-4 and gamma 2000
-    dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, gamma=2000,
+    # the reference's EMA: d = 0.9999 * (1 - exp(-updates / 2000)), one update per optimizer step (so
+    # under gradient accumulation it warms up as slowly as the reference's); update_on='iteration'
+    # updates every iteration (mmengine's way, the default before the training-parity measurements)
+    dict(type='YOLOEMAHook', ema_type='YOLOModelEMA', decay=0.9999, tau=2000, update_on='optimizer_step',
          update_buffers=True, priority=49),
     dict(type='CloseMosaicHook', close_epochs={{_base_.close_mosaic_epochs}},
          switch_pipeline={{_base_.train_pipeline_stage2}}),

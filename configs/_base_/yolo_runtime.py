@@ -5,18 +5,26 @@ _base_ = 'mmdet::_base_/default_runtime.py'
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    # warmup max(3 epochs, 100 iters): bias lr 0.1 -> lr, momentum 0.8 -> 0.937;
-    # then linear decay to lr x 0.01 (replaces mmengine's ParamSchedulerHook)
+    # warmup min(3, max_epochs - 1) epochs (ultralytics 8.4; 8.3: max(3 epochs, 100 iters) =
+    # warmup_min_iters=100, warmup_leave_last_epoch=False): bias lr 0.1 -> lr, momentum 0.8 -> 0.937,
+    # accumulation 1 -> nominal; then linear decay to lr x 0.01 (replaces mmengine's ParamSchedulerHook)
     param_scheduler=dict(
         type='YOLOParamSchedulerHook',
         lr_factor=0.01,
         warmup_epochs=3,
-        warmup_min_iters=100,
+        warmup_min_iters=0,
+        warmup_leave_last_epoch=True,
         warmup_bias_lr=0.1,
-        warmup_momentum=0.8),
+        warmup_momentum=0.8,
+        # the reference's accumulation ramp 1 -> 64 / batch over the warmup iterations
+        warmup_accumulate=True),
     # save_best names the metric: 'auto' takes the first key, a per-class AP with classwise=True
     checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3, save_best='coco/bbox_mAP',
                     rule='greater'))
+
+# YOLORunner (convnextv2_yolo/engine/runner.py): load_from a checkpoint with other classes as the
+# reference fine-tunes (its class-branch width, class rows copied by name); otherwise mmengine's Runner
+runner_type = 'YOLORunner'
 
 env_cfg = dict(cudnn_benchmark=True)
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)

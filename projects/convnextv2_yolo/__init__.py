@@ -12,7 +12,7 @@ from . import compat  # noqa: F401  (must run before anything loads checkpoints)
 compat.apply_all()
 
 from . import (backbones, datasets, dense_heads, detectors, engine,  # noqa: E402,F401
-               evaluation, layers, losses, necks, task_modules)
+               evaluation, layers, losses, necks, selfsup, task_modules)
 from .utils import get_config_path  # noqa: E402
 
 __all__ = ['__version__', 'get_config_path']

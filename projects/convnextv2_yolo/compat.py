@@ -155,17 +155,27 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None, mmap: boo
         raise _corrupt(filename, f'{type(e).__name__}: {e}') from None
 
 
+def load_checkpoint_mmap(filename: str) -> Any:
+    """A checkpoint loaded safely with its tensors memory-mapped (not read until used).
+
+    Files in torch's legacy (non-zip) format cannot be mapped and are read whole.
+
+    Raises: as :func:`safe_torch_load`.
+    """
+    try:
+        return safe_torch_load(filename, map_location='cpu', mmap=True)
+    except RuntimeError as e:
+        if 'mmap can only be used' not in str(e):  # a file in torch's legacy format: read it whole
+            raise
+        return safe_torch_load(filename, map_location='cpu')
+
+
 def read_checkpoint_meta(filename: str) -> dict:
     """A checkpoint's ``meta`` (e.g. ``dataset_meta``), memory-mapping the file so its tensors are not read.
 
     Raises: as :func:`safe_torch_load`.
     """
-    try:
-        checkpoint = safe_torch_load(filename, map_location='cpu', mmap=True)
-    except RuntimeError as e:
-        if 'mmap can only be used' not in str(e):  # a file in torch's legacy format: read it whole
-            raise
-        checkpoint = safe_torch_load(filename, map_location='cpu')
+    checkpoint = load_checkpoint_mmap(filename)
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     return meta if isinstance(meta, dict) else {}
 

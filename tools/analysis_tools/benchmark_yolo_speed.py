@@ -19,13 +19,21 @@ Example::
     python tools/analysis_tools/benchmark_yolo_speed.py --device cpu --json speed.json
     # on a busy machine, the min of the repetitions is the steadier number
     python tools/analysis_tools/benchmark_yolo_speed.py --device cpu --iters 5 --stat min
+    # and the reference's training step, assigner + loss and forward on the same batch, same threads
+    python tools/analysis_tools/benchmark_yolo_speed.py --device cpu --ref-python ~/ultralytics-venv/bin/python
+
+``--ref-python`` runs ``ultralytics_driver.py bench`` in the reference's venv (a black box, see
+``train_parity.py`` for how to make it) on the batch this script saves, after our timings, and prints
+its numbers in a column beside ours with the ratios.
 """
 import argparse
 import json
 import os
 import os.path as osp
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -68,6 +76,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--stat', choices=['median', 'min'], default='median',
                    help='statistic of the timed repetitions (min resists a busy machine)')
     p.add_argument('--json', default=None, help='save the results here')
+    p.add_argument('--ref-python', default=None,
+                   help="python of a venv with ultralytics: time the reference's step on the same batch (CPU)")
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='override config keys, e.g. model.bbox_head.loss_cls.type=YOLOBCELoss')
     return p.parse_args()
@@ -238,6 +248,30 @@ def bench_data_path(model, device: str, batch: int, args) -> Dict[str, float]:
     return res
 
 
+def bench_reference(ref_python: str, args) -> Dict[str, float]:
+    """The reference's train step, assigner + loss and forward on our CPU batch, same threads and stat.
+
+    Raises:
+        RuntimeError: the driver failed (its output is included).
+    """
+    data = make_batch(args.cpu_batch, args.img_size, args.num_gt, 80)
+    driver = osp.join(osp.dirname(osp.abspath(__file__)), 'ultralytics_driver.py')
+    with tempfile.TemporaryDirectory() as tmp:
+        batch_file = osp.join(tmp, 'batch.pt')
+        torch.save(dict(imgs=data['inputs'], packed=data['bboxes_labels']), batch_file)
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), BENCH_STAT=args.stat)
+        proc = subprocess.run([ref_python, driver, 'bench', '--batch-file', batch_file, '--threads', str(args.threads),
+                               '--iters', str(args.iters), '--warmup', str(args.warmup)],
+                              capture_output=True, text=True, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+    if proc.returncode or not lines:
+        raise RuntimeError(f'the reference benchmark failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}'
+                           f'{proc.stderr[-2000:]}')
+    res = json.loads(lines[-1][7:])
+    print(f"reference: ultralytics {res.pop('version')}, {res.pop('threads')} threads", flush=True)
+    return res
+
+
 def print_table(results: Dict[str, Dict[str, float]]) -> None:
     keys: List[str] = []
     for r in results.values():
@@ -246,7 +280,8 @@ def print_table(results: Dict[str, Dict[str, float]]) -> None:
     width = max(len(k) for k in keys) + 2
     print('metric'.ljust(width) + ''.join(c.rjust(22) for c in cols))
     for k in keys:
-        row = ''.join((f'{results[c][k]:.1f}' if k in results[c] else '-').rjust(22) for c in cols)
+        row = ''.join((f'{results[c][k]:.{3 if "/" in c else 1}f}' if k in results[c] else '-').rjust(22)
+                      for c in cols)
         print(k.ljust(width) + row)
 
 
@@ -262,6 +297,10 @@ def main() -> int:
     results: Dict[str, Dict[str, float]] = {}
     if args.device in ('cpu', 'all'):
         results[f'cpu b{args.cpu_batch}'] = bench_device(model, 'cpu', args.cpu_batch, args)
+        if args.ref_python:
+            ref = results[f'reference cpu b{args.cpu_batch}'] = bench_reference(args.ref_python, args)
+            ours = results[f'cpu b{args.cpu_batch}']
+            results['ours / reference'] = {k: ours[k] / ref[k] for k in ref if k in ours and not k.endswith('%')}
     if args.device in ('cuda', 'all'):
         if not torch.cuda.is_available():
             if args.device == 'cuda':

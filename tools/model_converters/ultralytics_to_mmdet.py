@@ -18,7 +18,10 @@ Reads either
 and writes ``{'state_dict': ..., 'meta': {...}}`` (fp32) for mmdet's
 ``load_from`` / ``load_checkpoint``. The converted keys are checked against
 our model built from ``configs/{arch}/{arch}_{scale}_8xb16-500e_coco.py``
-(with the checkpoint's number of classes): a checkpoint of another scale
+(with the checkpoint's number of classes and class-branch width, read from
+its tensors: a model the reference fine-tuned from a checkpoint keeps that
+checkpoint's width, e.g. 80 for a 5-class YOLO11-n fine-tuned from COCO,
+where the rule for 5 classes gives 64): a checkpoint of another scale
 fails with the first mismatched key and both shapes. Without ``--scale`` the
 scale is found by trying n, s, m, l, x.
 
@@ -467,6 +470,14 @@ def num_classes_of(state_dict: Mapping[str, torch.Tensor], arch: str) -> int:
     if key not in state_dict:
         raise ConversionError(f"no '{key}' ('{reference_key(key, arch)}') in the checkpoint")
     return int(state_dict[key].shape[0])
+
+
+def cls_channels_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[int]:
+    """Class-branch width ``c3`` of a converted state dict (input channels of level 0's last class
+    conv). The reference's rule is ``max(ch[0], min(nc, 100))``, but a model it fine-tuned from a
+    checkpoint keeps the checkpoint's width (80 for a COCO YOLO11-n with 5 classes)."""
+    weight = state_dict.get('bbox_head.cls_convs.0.2.weight')
+    return int(weight.shape[1]) if weight is not None and weight.dim() == 4 else None
 
 
 # ----------------------------------------------------------------------------
@@ -950,7 +961,7 @@ def config_path(arch: str, scale: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def build_model(arch: str, scale: str, num_classes: int = 80) -> torch.nn.Module:
+def build_model(arch: str, scale: str, num_classes: int = 80, cls_channels: Optional[int] = None) -> torch.nn.Module:
     """Our detector for a scale, built from its config on the meta device
     (no memory, no init; shapes, classes and settings only). Cached: one
     build serves the architecture and the shape checks. Do not modify it.
@@ -959,29 +970,36 @@ def build_model(arch: str, scale: str, num_classes: int = 80) -> torch.nn.Module
         arch (str): 'yolo11' or 'yolov8'.
         scale (str): 'n', 's', 'm', 'l' or 'x'.
         num_classes (int): Classes of the head. Defaults to 80.
+        cls_channels (int, optional): Class-branch width of the head; None: the reference's rule.
 
     Returns:
         nn.Module: The detector (meta tensors).
     """
+    import importlib
+
     from mmengine.config import Config
     try:
-        import convnextv2_yolo  # noqa: F401  (registers the modules)
+        importlib.import_module('convnextv2_yolo')  # registers the modules
     except ImportError:  # source checkout, not installed
         sys.path.insert(0, osp.join(ROOT, 'projects'))
-        import convnextv2_yolo  # noqa: F401
+        importlib.import_module('convnextv2_yolo')
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
 
     cfg = Config.fromfile(config_path(arch, scale))
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     cfg.model.bbox_head.num_classes = num_classes
+    if cls_channels is not None:
+        cfg.model.bbox_head.cls_channels = cls_channels
     with torch.device('meta'):
         return MODELS.build(cfg.model)
 
 
-def model_shapes(arch: str, scale: str, num_classes: int = 80) -> 'OrderedDict[str, torch.Size]':
+def model_shapes(arch: str, scale: str, num_classes: int = 80,
+                 cls_channels: Optional[int] = None) -> 'OrderedDict[str, torch.Size]':
     """State-dict shapes of our model for a scale (built on the meta device)."""
-    return OrderedDict((k, v.shape) for k, v in build_model(arch, scale, num_classes).state_dict().items())
+    return OrderedDict((k, v.shape) for k, v in
+                       build_model(arch, scale, num_classes, cls_channels).state_dict().items())
 
 
 def check_shapes(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size],
@@ -1006,7 +1024,7 @@ def check_shapes(state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, 
 
 
 def check_against_config(state_dict: Mapping[str, torch.Tensor], reference: Any, arch: str, scale: str,
-                         num_classes: int) -> None:
+                         num_classes: int, cls_channels: Optional[int] = None) -> None:
     """Check a converted state dict (and, when known, the reference model it
     came from) against our model of ``arch``-``scale``.
 
@@ -1023,17 +1041,18 @@ def check_against_config(state_dict: Mapping[str, torch.Tensor], reference: Any,
         arch (str): 'yolo11' or 'yolov8'.
         scale (str): 'n'..'x'.
         num_classes (int): Classes of the checkpoint.
+        cls_channels (int, optional): Its class-branch width (None: the reference's rule).
 
     Raises:
         ArchitectureError: Architecture differences (all, in one message).
         ConversionError: Key or shape mismatch.
     """
-    model = build_model(arch, scale, num_classes)
+    model = build_model(arch, scale, num_classes, cls_channels)
     mismatches = architecture_mismatches(reference, model, arch) if reference is not None else []
     structural = [m for m in mismatches if not m.sized]
     if structural:
         raise architecture_error(structural, arch, scale)
-    check_shapes(state_dict, model_shapes(arch, scale, num_classes), arch, scale)
+    check_shapes(state_dict, model_shapes(arch, scale, num_classes, cls_channels), arch, scale)
     if mismatches:
         raise architecture_error(mismatches, arch, scale)
 
@@ -1042,7 +1061,8 @@ def _fitting_keys(state_dict: Mapping[str, torch.Tensor], shapes: Mapping[str, t
     return sum(k in shapes and tuple(v.shape) == tuple(shapes[k]) for k, v in state_dict.items())
 
 
-def find_scale(state_dict: Mapping[str, torch.Tensor], reference: Any, arch: str, num_classes: int) -> str:
+def find_scale(state_dict: Mapping[str, torch.Tensor], reference: Any, arch: str, num_classes: int,
+               cls_channels: Optional[int] = None) -> str:
     """The scale whose model the checkpoint fits (architecture and shapes).
 
     Args:
@@ -1050,6 +1070,7 @@ def find_scale(state_dict: Mapping[str, torch.Tensor], reference: Any, arch: str
         reference: The pickled reference model (stand-in) or None.
         arch (str): 'yolo11' or 'yolov8'.
         num_classes (int): Classes of the checkpoint.
+        cls_channels (int, optional): Its class-branch width (None: the reference's rule).
 
     Returns:
         str: The first of n, s, m, l, x that fits.
@@ -1062,12 +1083,12 @@ def find_scale(state_dict: Mapping[str, torch.Tensor], reference: Any, arch: str
     errors = {}
     for scale in SCALES:
         try:
-            check_against_config(state_dict, reference, arch, scale, num_classes)
+            check_against_config(state_dict, reference, arch, scale, num_classes, cls_channels)
         except ConversionError as e:
             errors[scale] = e
             continue
         return scale
-    closest = max(SCALES, key=lambda s: _fitting_keys(state_dict, model_shapes(arch, s, num_classes)))
+    closest = max(SCALES, key=lambda s: _fitting_keys(state_dict, model_shapes(arch, s, num_classes, cls_channels)))
     if isinstance(errors[closest], ArchitectureError):
         raise errors[closest]
     raise ConversionError(f'the checkpoint fits no {arch} scale {SCALES}; closest {arch}-{closest}: '
@@ -1076,17 +1097,17 @@ def find_scale(state_dict: Mapping[str, torch.Tensor], reference: Any, arch: str
 
 def infer_scale(state_dict: Mapping[str, torch.Tensor], arch: str, num_classes: int) -> str:
     """The scale whose model a state dict fits by keys and shapes."""
-    return find_scale(state_dict, None, arch, num_classes)
+    return find_scale(state_dict, None, arch, num_classes, cls_channels_of(state_dict))
 
 
 def _other_scale_hint(state_dict: Mapping[str, torch.Tensor], reference: Any, arch: str, scale: str,
-                      num_classes: int) -> str:
+                      num_classes: int, cls_channels: Optional[int] = None) -> str:
     """'; it fits yolo11-n' when another scale fits the checkpoint entirely."""
     for other in SCALES:
         if other == scale:
             continue
         try:
-            check_against_config(state_dict, reference, arch, other, num_classes)
+            check_against_config(state_dict, reference, arch, other, num_classes, cls_channels)
         except ConversionError:
             continue
         return f'; the checkpoint fits {arch}-{other}: pass --scale {other} or leave --scale out'
@@ -1143,7 +1164,10 @@ def convert(src: str, dst: Optional[str] = None, arch: Optional[str] = None,
             our model built from the config. Defaults to True.
 
     Returns:
-        dict: ``{'state_dict': ..., 'meta': {...}}``.
+        dict: ``{'state_dict': ..., 'meta': {...}}``; ``meta`` holds ``arch``, ``scale``,
+        ``num_classes``, ``cls_channels`` (the class-branch width, from the tensors: a model the
+        reference fine-tuned from a checkpoint keeps that checkpoint's), ``cfg_options`` (the head
+        settings that build our config to fit), ``dataset_meta.classes`` (the ``.pt``'s names).
 
     Raises:
         FileNotFoundError: ``src`` does not exist.
@@ -1155,19 +1179,21 @@ def convert(src: str, dst: Optional[str] = None, arch: Optional[str] = None,
     arch = resolve_arch(reference, ref_sd, arch)
     state_dict = convert_state_dict(ref_sd, arch)
     num_classes = num_classes_of(state_dict, arch)
+    # the width is the checkpoint's: the rule's for its nc, or another for a model fine-tuned from a checkpoint
+    cls_channels = cls_channels_of(state_dict)
     if check:
         if scale is None:
-            scale = find_scale(state_dict, reference, arch, num_classes)
+            scale = find_scale(state_dict, reference, arch, num_classes, cls_channels)
         elif scale not in SCALES:
             raise ConversionError(f'scale must be one of {SCALES}, got {scale!r}')
         else:
             try:
-                check_against_config(state_dict, reference, arch, scale, num_classes)
+                check_against_config(state_dict, reference, arch, scale, num_classes, cls_channels)
             except ArchitectureError as e:
-                hint = _other_scale_hint(state_dict, reference, arch, scale, num_classes)
+                hint = _other_scale_hint(state_dict, reference, arch, scale, num_classes, cls_channels)
                 raise ArchitectureError(f'{e}{hint}') from None
     meta = dict(source=osp.basename(src), converted_by='tools/model_converters/ultralytics_to_mmdet.py',
-                arch=arch, scale=scale, num_classes=num_classes,
+                arch=arch, scale=scale, num_classes=num_classes, cls_channels=cls_channels,
                 source_entry=info.get('source_entry'),
                 architecture_verified=check and reference is not None)
     note = _architecture_note(reference, check)
@@ -1179,6 +1205,8 @@ def convert(src: str, dst: Optional[str] = None, arch: Optional[str] = None,
         meta['ultralytics_version'] = info['version']
     if 'names' in info:
         meta['dataset_meta'] = dict(classes=info['names'])
+    # what builds our config to fit (YOLORunner reads the width from the tensors by itself)
+    meta['cfg_options'] = {'model.bbox_head.num_classes': num_classes, 'model.bbox_head.cls_channels': cls_channels}
     out = dict(state_dict=state_dict, meta=meta)
     if dst is not None:
         tmp = f'{dst}.tmp'
@@ -1211,7 +1239,8 @@ def main(argv=None) -> int:
         return 1
     meta = out['meta']
     print(f"{args.src} -> {args.dst}: {meta['arch']}-{meta['scale'] or '?'}, "
-          f"{len(out['state_dict'])} tensors, {meta['num_classes']} classes")
+          f"{len(out['state_dict'])} tensors, {meta['num_classes']} classes, class-branch width "
+          f"{meta['cls_channels']}")
     if 'architecture_note' in meta:
         print(f"note: architecture not verified: {meta['architecture_note']}", file=sys.stderr)
     return 0

@@ -64,7 +64,9 @@ model = dict(
             topk=10,
             alpha=0.5,
             beta=6.0,
-            eps=1e-9)),
+            eps=1e-9,
+            # GT sides < 16 px enlarged for the candidate test (ultralytics 8.4: strides[1])
+            min_gt_size=16)),
     test_cfg=dict(
         score_thr=0.001,
         nms_pre=30000,

@@ -9,3 +9,4 @@ from .coco_api import CheckedCOCO, COCOFormatError, check_coco_dict, load_coco_j
 from .image_size import read_image_size  # noqa: F401
 from .yolo_format import DataYaml, DataYamlError, load_data_yaml  # noqa: F401
 from .yolo_dataset import YOLODataset, YOLODatasetError  # noqa: F401
+from .unlabeled_images import UnlabeledImageDataset  # noqa: F401

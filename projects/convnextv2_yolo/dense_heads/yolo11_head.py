@@ -247,6 +247,14 @@ class YOLO11Head(BaseDenseHead):
             Defaults to (8, 16, 32).
         reg_max (int): DFL bins per box side. Defaults to 16.
         cls_branch (str): 'yolo11' (depthwise class branch) or 'yolov8'.
+        cls_channels (int, optional): Width of the class branch's hidden
+            convs (the reference's ``c3``). None (default) applies the
+            reference's rule ``max(in_channels[0], min(num_classes, 100))``
+            (ultralytics/nn/modules/head.py, ``Detect.__init__``). Set it to a
+            checkpoint's width to fine-tune from it with another
+            ``num_classes`` (the reference keeps the checkpoint's width then:
+            80 for a COCO YOLO11-n); ``YOLORunner`` sets it from a
+            ``load_from`` checkpoint automatically.
         loss_cls (dict): Class loss on (B, A, C) logits vs soft targets;
             called with ``reduction_override='sum'`` (mmdet's sigmoid
             ``CrossEntropyLoss`` gives the same values, slower).
@@ -267,6 +275,7 @@ class YOLO11Head(BaseDenseHead):
                  featmap_strides: Sequence[int] = (8, 16, 32),
                  reg_max: int = 16,
                  cls_branch: str = 'yolo11',
+                 cls_channels: Optional[int] = None,
                  loss_cls: ConfigType = dict(type='YOLOBCELoss', reduction='sum', loss_weight=0.5),
                  loss_bbox: ConfigType = dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
                  loss_dfl: ConfigType = dict(type='mmdet.DistributionFocalLoss', reduction='sum', loss_weight=1.5),
@@ -281,6 +290,8 @@ class YOLO11Head(BaseDenseHead):
                              f'{list(featmap_strides)} must have the same length')
         if cls_branch not in ('yolo11', 'yolov8'):
             raise ValueError(f"YOLO11Head: cls_branch must be 'yolo11' or 'yolov8', got {cls_branch!r}")
+        if cls_channels is not None and (not isinstance(cls_channels, int) or cls_channels < 1):
+            raise ValueError(f'YOLO11Head: cls_channels must be a positive int or None, got {cls_channels!r}')
         self.num_classes = num_classes
         self.in_channels = list(in_channels)
         self.featmap_strides = list(featmap_strides)
@@ -291,7 +302,8 @@ class YOLO11Head(BaseDenseHead):
         self.degenerate_log_interval = degenerate_log_interval
 
         c2 = max(16, self.in_channels[0] // 4, 4 * reg_max)
-        c3 = max(self.in_channels[0], min(num_classes, 100))
+        c3 = cls_channels or max(self.in_channels[0], min(num_classes, 100))
+        self.cls_channels = c3
         self.reg_convs = nn.ModuleList(
             nn.Sequential(Conv(c, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1))
             for c in self.in_channels)
@@ -340,9 +352,14 @@ class YOLO11Head(BaseDenseHead):
     # ------------------------------------------------------------------ priors
     def get_priors(self, featmap_sizes: Sequence[Tuple[int, int]], dtype: torch.dtype,
                    device: torch.device) -> Tuple[Tensor, Tensor]:
-        """Grid-cell centres in stride units (A, 2) and strides (A, 1)."""
-        key = (tuple(tuple(s) for s in featmap_sizes), dtype, device)
-        if key not in self._prior_cache:
+        """Grid-cell centres in stride units (A, 2) and strides (A, 1).
+
+        Cached per (sizes, dtype, device), except while torch traces the head
+        for export (sizes may then be symbolic: the grid becomes graph ops).
+        """
+        tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()
+        key = None if tracing else (tuple(tuple(s) for s in featmap_sizes), dtype, device)
+        if tracing or key not in self._prior_cache:
             points, strides = [], []
             for (h, w), stride in zip(featmap_sizes, self.featmap_strides):
                 ys = torch.arange(h, dtype=dtype, device=device) + 0.5
@@ -350,6 +367,8 @@ class YOLO11Head(BaseDenseHead):
                 yy, xx = torch.meshgrid(ys, xs, indexing='ij')
                 points.append(torch.stack([xx, yy], dim=-1).reshape(-1, 2))
                 strides.append(torch.full((h * w, 1), stride, dtype=dtype, device=device))
+            if tracing:
+                return torch.cat(points), torch.cat(strides)
             self._prior_cache[key] = (torch.cat(points), torch.cat(strides))
         return self._prior_cache[key]
 
@@ -555,6 +574,27 @@ class YOLO11Head(BaseDenseHead):
         metas = batch_img_metas if batch_img_metas is not None else [{}] * num_imgs
         return [self._nms_and_rescale(boxes[i], cands[i][1], cands[i][2], metas[i], cfg, rescale, with_nms)
                 for i in range(num_imgs)]
+
+    def decode_dense(self, cls_scores: List[Tensor], bbox_dists: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Every prior decoded, before any threshold or NMS (the raw ONNX export's outputs).
+
+        The same priors, sigmoid, DFL integral and box coder as ``predict_by_feat``,
+        applied to all A = sum(H_l * W_l) priors instead of the candidates.
+
+        Args:
+            cls_scores (list[Tensor]): Per-level class logits (B, C, H, W).
+            bbox_dists (list[Tensor]): Per-level DFL logits (B, 4R, H, W).
+
+        Returns:
+            tuple[Tensor, Tensor]: boxes (B, A, 4) float32 (x1, y1, x2, y2) in
+            pixels of the network input, and scores (B, A, C) float32 in [0, 1]
+            (per-class sigmoid), priors ordered level by level, row-major.
+        """
+        points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], torch.float32,
+                                          cls_scores[0].device)
+        scores = torch.cat([m.flatten(2) for m in cls_scores], dim=2).float().sigmoid().transpose(1, 2)
+        boxes = self.bbox_coder.decode(points, self.dfl(self._flatten(bbox_dists).float()), strides)
+        return boxes, scores
 
     @staticmethod
     def _candidates(scores: Tensor, cfg: dict) -> Tuple[Tensor, Tensor, Tensor]:

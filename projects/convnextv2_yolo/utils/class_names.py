@@ -5,6 +5,16 @@ from typing import Optional, Sequence, Tuple
 from mmengine.logging import print_log
 
 
+def checkpoint_classes(checkpoint_meta: Optional[dict]) -> Optional[Tuple[str, ...]]:
+    """The class names a checkpoint was trained with: its ``meta.dataset_meta.classes`` (key
+    case-insensitive; mmengine's runs and our converter write it) or mmdet 2.x's ``meta.CLASSES``;
+    None when it names none."""
+    meta = checkpoint_meta or {}
+    dataset_meta = {str(k).lower(): v for k, v in (meta.get('dataset_meta') or {}).items()}
+    names = dataset_meta.get('classes') or meta.get('CLASSES')
+    return tuple(str(n) for n in names) if names else None
+
+
 def resolve_class_names(checkpoint_meta: Optional[dict], config_classes: Optional[Sequence[str]],
                         num_classes: int) -> Tuple[Tuple[str, ...], str]:
     """Class names for label indices ``0 .. num_classes - 1``, and where they came from.
@@ -31,9 +41,7 @@ def resolve_class_names(checkpoint_meta: Optional[dict], config_classes: Optiona
     Raises:
         ValueError: the checkpoint's names do not match ``num_classes``.
     """
-    meta = checkpoint_meta or {}
-    dataset_meta = {str(k).lower(): v for k, v in (meta.get('dataset_meta') or {}).items()}
-    ckpt_classes = dataset_meta.get('classes') or meta.get('CLASSES')
+    ckpt_classes = checkpoint_classes(checkpoint_meta)
     config_classes = tuple(config_classes) if config_classes else None
     if ckpt_classes:
         ckpt_classes = tuple(ckpt_classes)

@@ -130,7 +130,7 @@ def set_image_size(cfg: Config, imgsz: int) -> Config:
                 t['img_scale'] = _square(t.get('img_scale'), imgsz)
             elif kind in ('YOLORandomAffine', 'RandomAffine') and any(t.get('border', (0, 0))):
                 t['border'] = (-imgsz // 2, -imgsz // 2)
-            elif kind in ('LetterResize', 'Resize', 'RandomResize') and 'scale' in t:
+            elif kind in ('LetterResize', 'Resize', 'RandomResize', 'RandomResizedCrop') and 'scale' in t:
                 t['scale'] = _square(t['scale'], imgsz)
             elif kind == 'Pad' and 'size' in t:
                 t['size'] = (imgsz, imgsz)
@@ -143,7 +143,10 @@ def set_image_size(cfg: Config, imgsz: int) -> Config:
 
 def apply_data_args(cfg: Config, data_yaml: Optional[str], imgsz: Optional[int]) -> Config:
     """``--data`` then ``--imgsz`` (either may be None)."""
-    if data_yaml:
+    train_set = inner_dataset(cfg.get('train_dataloader'))
+    if data_yaml and train_set is not None and str(train_set.get('type')).endswith('UnlabeledImageDataset'):
+        train_set['source'] = osp.abspath(osp.expanduser(data_yaml))  # FCMAE pretraining: its images, no labels
+    elif data_yaml:
         use_data_yaml(cfg, osp.expanduser(data_yaml))
     if imgsz:
         set_image_size(cfg, imgsz)

@@ -21,7 +21,11 @@ class YOLOParamSchedulerHook(Hook):
     one hook (it replaces ``ParamSchedulerHook``).
 
     Per iteration ``i`` (global) of epoch ``e`` with ``W = max(round(
-    warmup_epochs * iters_per_epoch), warmup_min_iters)``:
+    min(warmup_epochs, max_epochs - 1) * iters_per_epoch), warmup_min_iters)``
+    (ultralytics 8.4 ``BaseTrainer._get_warmup_iterations``: the warmup
+    leaves the last epoch to regular training and has no minimum; 8.3 used
+    ``max(round(warmup_epochs * iters_per_epoch), 100)``, which is
+    ``warmup_min_iters=100, warmup_leave_last_epoch=False``):
     ``lf(e) = (1 - e / max_epochs) * (1 - lr_factor) + lr_factor``; while
     ``i <= W`` the LR of a group is ``interp(i, [0, W], [start, lr0 * lf(e)])``
     (``start`` = ``warmup_bias_lr`` for the group tagged ``yolo_bias`` by
@@ -40,31 +44,36 @@ class YOLOParamSchedulerHook(Hook):
     (``train_dataloader`` batch size x world size), from which the wrapper
     derives the gradient accumulation and the weight-decay scale. With
     ``warmup_accumulate`` the accumulation ramps like the reference's:
-    ``max(1, round(interp(i, [0, W], [1, nominal_batch / batch])))`` during
-    warmup, then the nominal accumulation.
+    ``max(1, round(interp(i, [0, W], [1, A])))`` during warmup, then the
+    nominal accumulation ``A = max(round(nominal_batch / batch), 1)`` (8.4
+    ramps to the integer ``A``; 8.3 to ``nominal_batch / batch``).
 
     Args:
         lr_factor (float): Final LR as a fraction of the initial LR. Defaults to 0.01.
         warmup_epochs (float): Warmup length in epochs. Defaults to 3.
-        warmup_min_iters (int): Minimum warmup length in iterations. Defaults to 100.
+        warmup_min_iters (int): Minimum warmup length in iterations. Defaults to 0.
+        warmup_leave_last_epoch (bool): Cap the warmup at ``max_epochs - 1``
+            epochs (epoch-based loops). Defaults to True.
         warmup_bias_lr (float): Starting LR of the bias group. Defaults to 0.1.
         warmup_momentum (float): Starting momentum. Defaults to 0.8.
         warmup_accumulate (bool): Ramp the gradient accumulation from 1 to
             nominal during warmup, as the reference does (needs a
-            ``YOLOOptimWrapper``). Defaults to False.
+            ``YOLOOptimWrapper``). Defaults to False (our configs set True).
     """
 
     priority = 'LOW'  # like ParamSchedulerHook
 
     def __init__(self, lr_factor: float = 0.01, warmup_epochs: float = 3,
-                 warmup_min_iters: int = 100, warmup_bias_lr: float = 0.1,
-                 warmup_momentum: float = 0.8, warmup_accumulate: bool = False) -> None:
+                 warmup_min_iters: int = 0, warmup_bias_lr: float = 0.1,
+                 warmup_momentum: float = 0.8, warmup_accumulate: bool = False,
+                 warmup_leave_last_epoch: bool = True) -> None:
         self.lr_factor = lr_factor
         self.warmup_epochs = warmup_epochs
         self.warmup_min_iters = warmup_min_iters
         self.warmup_bias_lr = warmup_bias_lr
         self.warmup_momentum = warmup_momentum
         self.warmup_accumulate = warmup_accumulate
+        self.warmup_leave_last_epoch = warmup_leave_last_epoch
         self.warmup_iters: Optional[int] = None
 
     def before_run(self, runner) -> None:
@@ -103,8 +112,11 @@ class YOLOParamSchedulerHook(Hook):
             if 'momentum' in group:
                 group.setdefault('yolo_initial_momentum', group['momentum'])
         iters_per_epoch = len(runner.train_dataloader)
-        self.warmup_iters = max(round(self.warmup_epochs * iters_per_epoch), self.warmup_min_iters) \
-            if self.warmup_epochs > 0 else -1
+        epochs = self.warmup_epochs
+        if self.warmup_leave_last_epoch and not isinstance(runner.train_loop, IterBasedTrainLoop):
+            epochs = min(epochs, max(runner.max_epochs - 1, 0))
+        warmup = max(round(epochs * iters_per_epoch), self.warmup_min_iters) if self.warmup_epochs > 0 else 0
+        self.warmup_iters = warmup if warmup > 0 else -1  # -1: no warmup
         wrapper = runner.optim_wrapper
         if hasattr(wrapper, 'set_total_batch_size'):
             wrapper.set_total_batch_size(train_batch_size(runner))
@@ -118,7 +130,7 @@ class YOLOParamSchedulerHook(Hook):
         if self.warmup_accumulate:
             wrapper = runner.optim_wrapper
             if warm and not wrapper.fixed_accumulation:
-                nominal = wrapper.nominal_batch_size / wrapper.total_batch_size
+                nominal = wrapper.nominal_accumulation
                 wrapper.set_accumulation(max(1, round(float(np.interp(it, [0, self.warmup_iters], [1, nominal])))))
             else:
                 wrapper.set_accumulation(wrapper.nominal_accumulation)

@@ -24,18 +24,33 @@ class BatchTaskAlignedAssigner:
     of a positive is ``metric * maxIoU_g / (maxMetric_g + eps)`` on its GT's
     class (one-hot), 0 elsewhere.
 
+    With ``min_gt_size`` > 0, a GT side shorter than it is enlarged to it about
+    the box centre for the "centre inside" test only (the CIoU and targets use
+    the real box), so that small objects get candidates on the coarser levels:
+    ultralytics 8.4 ``TaskAlignedAssigner.select_candidates_in_gts`` with
+    ``stride_val = strides[1]`` (16 for strides 8/16/32); 0 is TOOD's and
+    ultralytics 8.3's plain test.
+
     Args:
         topk (int): Positives per GT. Defaults to 10.
         alpha (float): Exponent of the classification score. Defaults to 0.5.
         beta (float): Exponent of the IoU. Defaults to 6.0.
         eps (float): Stabiliser of the "centre inside box" test and of the
             metric normalisation. Defaults to 1e-9.
+        min_gt_size (float): Smallest GT side (pixels) in the candidate test;
+            our configs set 16. Defaults to 0 (no enlargement).
+
+    Raises:
+        ValueError: ``topk`` < 1 or ``min_gt_size`` < 0.
     """
 
     def __init__(self, topk: int = 10, alpha: float = 0.5, beta: float = 6.0,
-                 eps: float = 1e-9) -> None:
+                 eps: float = 1e-9, min_gt_size: float = 0.) -> None:
         if topk < 1:
             raise ValueError(f'BatchTaskAlignedAssigner: topk must be >= 1, got {topk}')
+        if min_gt_size < 0:
+            raise ValueError(f'BatchTaskAlignedAssigner: min_gt_size must be >= 0, got {min_gt_size}')
+        self.min_gt_size = float(min_gt_size)
         self.topk = topk
         self.alpha = alpha
         self.beta = beta
@@ -77,7 +92,12 @@ class BatchTaskAlignedAssigner:
         # flipped on (x2, y2), one broadcast subtraction gives the four exact
         # distances; padded rows become +inf and never pass.
         prior4 = torch.cat([priors, -priors], dim=-1)
-        gt4 = torch.cat([gt_bboxes[..., :2], -gt_bboxes[..., 2:]], dim=-1)
+        cand_boxes = gt_bboxes
+        if self.min_gt_size > 0:  # small sides enlarged about the centre, for this test only
+            centre = (gt_bboxes[..., :2] + gt_bboxes[..., 2:]) / 2
+            half = (gt_bboxes[..., 2:] - gt_bboxes[..., :2]).clamp(min=self.min_gt_size) / 2
+            cand_boxes = torch.cat([centre - half, centre + half], dim=-1)
+        gt4 = torch.cat([cand_boxes[..., :2], -cand_boxes[..., 2:]], dim=-1)
         gt4 = gt4.masked_fill(~pad_mask.bool()[..., None], float('inf'))
         candidates = (prior4 - gt4[:, :, None]).amin(dim=-1) > self.eps
 

@@ -54,7 +54,7 @@ OUR_LOSSES = dict(box_loss='loss_bbox', cls_loss='loss_cls', dfl_loss='loss_dfl'
 
 def parse_args(argv=None) -> argparse.Namespace:
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], epilog=__doc__.split('\n', 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('data', metavar='DATA_YAML', help="dataset in the reference's layout")
     p.add_argument('--ref-python', help='python of a venv with ultralytics (the reference side is skipped without)')

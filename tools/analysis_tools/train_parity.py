@@ -107,7 +107,7 @@ def log(msg: str) -> None:
     print(f'[train_parity {time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
 
-def run(cmd: List[str], log_file: str, env: Optional[dict] = None) -> str:
+def run(cmd: List[str], log_file: str, env: Optional[dict] = None) -> dict:
     """Run ``cmd``, its output to ``log_file``; the ``RESULT {...}`` line it printed, parsed.
 
     Raises:
@@ -323,27 +323,34 @@ def read_evaluations(run_dir: str) -> Dict[tuple, dict]:
 
 
 class Evaluator:
-    """Our validation loop + ``CheckedCocoMetric`` on the val split, built once, fed any checkpoint."""
+    """Our validation loop + ``CheckedCocoMetric`` on the val split, built at the first call (a ``--reuse``
+    call may need none), then fed any checkpoint."""
 
     def __init__(self, cfg_path: str, work_dir: str) -> None:
+        self.cfg_path, self.work_dir = cfg_path, work_dir
+        self.runner = self.converter = None
+
+    def _build_runner(self):
         from mmengine.config import Config
         import convnextv2_yolo  # noqa: F401
         from convnextv2_yolo.utils.launch import build_runner
         from convnextv2_yolo.engine.runner import fit_head_to_checkpoint
-        cfg = Config.fromfile(cfg_path)
+        cfg = Config.fromfile(self.cfg_path)
         if cfg.get('load_from'):  # fine-tuning: the class-branch width of the start (as YOLORunner builds it)
             fit_head_to_checkpoint(cfg.model, cfg.load_from)
         cfg.custom_hooks = []  # no EMA swap: the checkpoints already hold the EMA weights
         cfg.load_from, cfg.resume = None, False
-        cfg.work_dir = work_dir
+        cfg.work_dir = self.work_dir
         cfg.default_hooks.logger = dict(type='LoggerHook', interval=50)
-        self.runner = build_runner(cfg)
-        self.runner._val_loop = self.runner.build_val_loop(self.runner._val_loop)
-        self.converter = None
+        runner = build_runner(cfg)
+        runner._val_loop = runner.build_val_loop(runner._val_loop)
+        return runner
 
     def __call__(self, side: str, checkpoint: str) -> Dict[str, float]:
         import torch
         from convnextv2_yolo.compat import safe_torch_load
+        if self.runner is None:
+            self.runner = self._build_runner()
         model = self.runner.model
         if side == 'ours':
             state = safe_torch_load(checkpoint, map_location='cpu')['state_dict']
@@ -358,17 +365,6 @@ class Evaluator:
                                f'unexpected {unexpected[:5]}')
         metrics = self.runner.val_loop.run()
         return {'mAP50-95': float(metrics['coco/bbox_mAP']), 'mAP50': float(metrics['coco/bbox_mAP_50'])}
-
-
-class LazyEvaluator:
-    """An :class:`Evaluator` built when first called."""
-
-    def __init__(self, cfg_path: str, work_dir: str) -> None:
-        self.args, self.evaluator = (cfg_path, work_dir), None
-
-    def __call__(self, side: str, checkpoint: str) -> Dict[str, float]:
-        self.evaluator = self.evaluator or Evaluator(*self.args)
-        return self.evaluator(side, checkpoint)
 
 
 # --------------------------------------------------------------------------------------------- outputs
@@ -486,8 +482,8 @@ def parity(args: argparse.Namespace) -> dict:
             else:
                 seed_rows += train_reference(args, data_yaml, seed, args.imgsz, args.epochs, args.threads,
                                              args.workers, run_dir, init['reference'])
-        if evaluator is None:  # built at the first use (a --reuse call may need none)
-            evaluator = LazyEvaluator(osp.join(run_dir, 'ours', 'parity_config.py'), osp.join(args.work_dir, 'eval'))
+        if evaluator is None:
+            evaluator = Evaluator(osp.join(run_dir, 'ours', 'parity_config.py'), osp.join(args.work_dir, 'eval'))
         done = read_evaluations(run_dir) if args.reuse else {}
         for r in seed_rows:
             due = r['epoch'] % args.eval_interval == 0 or r['epoch'] == args.epochs

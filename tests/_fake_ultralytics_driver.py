@@ -36,7 +36,7 @@ def init(args):
 def train(args):
     os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'args.json'), 'w') as f:
-        json.dump(vars(args), f)
+        json.dump(dict(vars(args), env_FAKE_REF_ENV=os.environ.get('FAKE_REF_ENV')), f)
     weights = torch.load(args.init)
     log = osp.join(args.out, 'epochs.jsonl')
     with open(log, 'w') as f:

@@ -57,7 +57,7 @@ def test_both_sides_from_identical_weights_with_identical_settings(data, tmp_pat
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     work = str(tmp_path / 'parity')
     run_tool([PY, TOOL, data.data_yaml, *COMMON, '--work-dir', work, '--ref-python', str(fake), '--threads', '1',
-              '--workers', '0', '--keep-checkpoints'])
+              '--workers', '0', '--keep-checkpoints', '--ref-env', 'FAKE_REF_ENV=a=b'])
     rows = _rows(work)
     assert sorted((r['side'], r['epoch']) for r in rows) == [('ours', '1'), ('ours', '2'), ('reference', '1'),
                                                              ('reference', '2')]
@@ -67,6 +67,10 @@ def test_both_sides_from_identical_weights_with_identical_settings(data, tmp_pat
     args = json.load(open(osp.join(work, 'seed0', 'reference', 'args.json')))
     assert (args['imgsz'], args['epochs'], args['batch'], args['seed'], args['close_mosaic'], args['threads'],
             args['workers']) == (64, 2, 4, 0, 1, 1, 0)
+    assert args['env_FAKE_REF_ENV'] == 'a=b'  # --ref-env reaches the reference's process
+    # our side ran with the recipe's glibc malloc settings (YOLORunner, env_cfg.malloc)
+    line = [ln for ln in open(osp.join(work, 'seed0', 'ours_train.log')) if 'env_cfg.malloc: ' in ln]
+    assert line and 'trim_threshold set to -1' in line[0] and 'mmap_max set to 0' in line[0], line
     with open(args['data']) as f:  # the reference gets the yaml with an absolute path
         assert f"path: {osp.dirname(data.data_yaml)}" in f.read()
     # our run started from the reference's initial weights, converted
@@ -87,3 +91,5 @@ def test_bad_arguments_are_named(data, tmp_path):
     assert res.returncode == 2 and 'DATA_YAML not found' in res.stderr
     res = run_tool([PY, TOOL, data.data_yaml, '--ref-python', str(tmp_path / 'nope')], check=False)
     assert res.returncode == 2 and '--ref-python not found' in res.stderr
+    res = run_tool([PY, TOOL, data.data_yaml, '--ref-env', 'MALLOC_MMAP_MAX_'], check=False)
+    assert res.returncode == 2 and "--ref-env takes KEY=VALUE, got ['MALLOC_MMAP_MAX_']" in res.stderr

@@ -263,11 +263,12 @@ def bench_reference(ref_python: str, args) -> Dict[str, float]:
         proc = subprocess.run([ref_python, driver, 'bench', '--batch-file', batch_file, '--threads', str(args.threads),
                                '--iters', str(args.iters), '--warmup', str(args.warmup)],
                               capture_output=True, text=True, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-    if proc.returncode or not lines:
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    from train_parity import read_result  # the driver's RESULT line, parsed as the parity tool does
+    res = read_result(proc.stdout)
+    if proc.returncode or res is None:
         raise RuntimeError(f'the reference benchmark failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}'
                            f'{proc.stderr[-2000:]}')
-    res = json.loads(lines[-1][7:])
     print(f"reference: ultralytics {res.pop('version')}, {res.pop('threads')} threads", flush=True)
     return res
 

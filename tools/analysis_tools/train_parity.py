@@ -82,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--ref-val', action='store_true',
                    help="also validate the reference's final model with its own validator, rectangular "
                         'batches (its default) and square letterboxes (ours), to compare the protocols')
+    p.add_argument('--ref-env', nargs='+', default=[], metavar='KEY=VALUE',
+                   help="environment of the reference's processes, e.g. MALLOC_TRIM_THRESHOLD_=-1 MALLOC_MMAP_MAX_=0 "
+                        "(glibc's allocator as our recipe's env_cfg.malloc sets it in our process)")
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='our side only, applied last, e.g. a recipe variant')
     p.add_argument('--throughput', action='store_true', help='time epochs over the --tp-* grid instead')
@@ -98,6 +101,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f'--finetune-from not found: {args.finetune_from}')
     if args.eval_interval < 1:
         p.error('--eval-interval must be >= 1')
+    bad_env = [kv for kv in args.ref_env if '=' not in kv or not kv.split('=', 1)[0]]
+    if bad_env:
+        p.error(f'--ref-env takes KEY=VALUE, got {bad_env}')
     if args.throughput and args.tp_epochs < 2:
         p.error('--tp-epochs must be at least 2 (the first epoch is not timed)')
     return args
@@ -120,13 +126,25 @@ def run(cmd: List[str], log_file: str, env: Optional[dict] = None) -> dict:
     if proc.returncode:
         raise RuntimeError(f'{cmd[1] if len(cmd) > 1 else cmd[0]} failed (exit {proc.returncode}); '
                            f'the end of {log_file}:\n{text[-3000:]}')
+    return read_result(text) or {}
+
+
+def read_result(text: str) -> Optional[dict]:
+    """The last ``RESULT {json}`` line ``ultralytics_driver.py`` printed in ``text``, parsed (None if none)."""
     results = [line[7:] for line in text.splitlines() if line.startswith('RESULT ')]
-    return json.loads(results[-1]) if results else {}
+    return json.loads(results[-1]) if results else None
 
 
 def thread_env(threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONPATH=os.pathsep.join([osp.join(ROOT, 'projects'), os.environ.get('PYTHONPATH', '')]))
+    return env
+
+
+def reference_env(args: argparse.Namespace, threads: int) -> dict:
+    """Environment of the reference's processes: :func:`thread_env` and ``--ref-env``."""
+    env = thread_env(threads)
+    env.update(kv.split('=', 1) for kv in args.ref_env)
     return env
 
 
@@ -291,7 +309,7 @@ def train_reference(args, data_yaml: str, seed: int, imgsz: int, epochs: int, th
         run([args.ref_python, DRIVER, 'train', '--init', init, '--data', data_yaml, '--imgsz', str(imgsz),
              '--epochs', str(epochs), '--batch', str(args.batch), '--seed', str(seed),
              '--close-mosaic', str(args.close_mosaic), '--threads', str(threads), '--workers', str(workers),
-             '--out', out], osp.join(run_dir, 'reference_train.log'), env=thread_env(threads))
+             '--out', out], osp.join(run_dir, 'reference_train.log'), env=reference_env(args, threads))
         rows = reference_rows(out, seed, epochs)
         if rows is None:
             raise RuntimeError(f'the reference logged fewer than {epochs} epochs ({out}/epochs.jsonl)')
@@ -300,7 +318,8 @@ def train_reference(args, data_yaml: str, seed: int, imgsz: int, epochs: int, th
         for rect in (True, False):
             res = run([args.ref_python, DRIVER, 'val', '--weights', last, '--data', data_yaml, '--imgsz', str(imgsz),
                        '--batch', str(args.batch * 2), '--threads', str(threads)] + ([] if rect else ['--no-rect']),
-                      osp.join(run_dir, f'reference_val_{"rect" if rect else "square"}.log'), env=thread_env(threads))
+                      osp.join(run_dir, f'reference_val_{"rect" if rect else "square"}.log'),
+                      env=reference_env(args, threads))
             rows[-1][f'own_val_{"rect" if rect else "square"}'] = res
     return rows
 

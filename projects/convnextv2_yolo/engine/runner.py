@@ -12,6 +12,7 @@ Follows the reference (Ultralytics 8.4, ``BaseModel.load`` and ``_remap_cls_by_n
 :class:`YOLORunner` does this for ``load_from`` on every launcher (``tools/train.py``,
 ``mim train mmdet``, ``tools/dist_train.sh``: the recipe sets ``runner_type='YOLORunner'``);
 ``resume`` is untouched except that the head is built at the width of the checkpoint resumed.
+It also applies the recipe's ``env_cfg.malloc`` (glibc allocator settings, ``utils/malloc.py``).
 """
 import copy
 import logging
@@ -29,6 +30,7 @@ from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_mod
 from torch import nn
 
 from ..utils.class_names import checkpoint_classes
+from ..utils.malloc import configure_malloc
 
 HEAD_TYPES = ('YOLO11Head', 'convnextv2_yolo.YOLO11Head', 'mmdet.YOLO11Head')
 # final class conv of a level: '<prefix>bbox_head.cls_convs.<level>.<index>.weight' (an nn.Conv2d child)
@@ -274,9 +276,29 @@ class YOLORunner(Runner):
       hooks see it, so the EMA copy gets the same tensors; one summary line is logged
       (``N of M tensors transferred; ... class rows copied by name: car->Car``).
 
+    - ``setup_env``: ``env_cfg.malloc`` (e.g. ``dict(trim_threshold=-1, mmap_max=0)``, the recipe's
+      default) is applied with :func:`configure_malloc` before anything is built, so that freed
+      activations stay in the process instead of coming back as page faults every iteration; what was
+      set is logged once.
+
     With the same classes in the same order and the same width, nothing differs from ``Runner``
     (besides the summary line). Resuming loads exactly as ``Runner`` does.
     """
+
+    def __init__(self, *args, **kwargs):
+        self._malloc_report = {}
+        super().__init__(*args, **kwargs)
+        if self._malloc_report:
+            self.logger.info('env_cfg.malloc: ' + ', '.join(f'{k} {v}' for k, v in self._malloc_report.items()))
+
+    def setup_env(self, env_cfg: Dict) -> None:
+        """``Runner.setup_env`` and then ``env_cfg.malloc`` (see :func:`configure_malloc`).
+
+        Raises:
+            ValueError: an unknown ``env_cfg.malloc`` key or a value glibc refuses (the key is named).
+        """
+        super().setup_env(env_cfg)
+        self._malloc_report = configure_malloc(env_cfg.get('malloc'))
 
     def _checkpoint_to_build_for(self) -> Optional[str]:
         if self._resume and self._load_from is None:

@@ -56,3 +56,8 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3, save_last=True))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
+
+# glibc malloc settings of the detection recipe (configs/_base_/yolo_runtime.py), applied by YOLORunner
+# before anything is built (convnextv2_yolo/utils/malloc.py); env_cfg.malloc=None keeps glibc's defaults
+runner_type = 'YOLORunner'
+env_cfg = dict(malloc=dict(trim_threshold=-1, mmap_max=0))

@@ -38,8 +38,11 @@ class YOLOParamSchedulerHook(Hook):
 
     Before the run it resolves ``optimizer=dict(type='auto')`` (the
     reference's rule, see ``YOLOOptimWrapper.resolve_auto_optimizer``: the
-    iteration count is ``ceil(dataset size / max(batch, 64)) x epochs``; the
-    warmup bias LR becomes 0). Before training it tells a
+    iteration count is ``ceil(dataset size / max(batch, 64)) x epochs``;
+    AdamW up to 10,000, MuSGD above; the warmup bias LR becomes 0) or
+    regroups an explicit ``type='MuSGD'`` (``YOLOOptimWrapper.group_musgd``).
+    Each group's LR, including MuSGD's class-branch LR x 3, is its own
+    ``yolo_initial_lr``. Before training it tells a
     :class:`YOLOOptimWrapper` the real batch
     (``train_dataloader`` batch size x world size), from which the wrapper
     derives the gradient accumulation and the weight-decay scale. With
@@ -77,8 +80,11 @@ class YOLOParamSchedulerHook(Hook):
         self.warmup_iters: Optional[int] = None
 
     def before_run(self, runner) -> None:
-        """Resolve ``optimizer=dict(type='auto')`` (before a resume loads the optimizer state)."""
+        """Resolve ``optimizer=dict(type='auto')`` or group an explicit MuSGD (before a resume loads the
+        optimizer state)."""
         wrapper = runner.optim_wrapper
+        if getattr(wrapper, 'musgd_groups_pending', False):
+            print_log(f'YOLOParamSchedulerHook: {wrapper.group_musgd(runner.model)}', logger='current')
         if not getattr(wrapper, 'auto_optimizer', False) or wrapper.auto_choice is not None:
             return
         dataset = runner.train_dataloader.dataset
@@ -90,7 +96,7 @@ class YOLOParamSchedulerHook(Hook):
             iterations = math.ceil(len(dataset) / nominal) * runner.max_epochs
         classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
         num_classes = len(classes) if classes else 10  # the reference's default when nc is unknown
-        choice = wrapper.resolve_auto_optimizer(iterations, num_classes)
+        choice = wrapper.resolve_auto_optimizer(iterations, num_classes, model=runner.model)
         self.warmup_bias_lr = 0.0  # the reference, for either choice
         print_log(f"YOLOParamSchedulerHook: optimizer 'auto' -> {choice}; warmup bias lr 0", logger='current')
 

@@ -35,7 +35,7 @@ class YOLOOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     is written in the optimizer config.
 
     ``optimizer=dict(type='auto', weight_decay=5e-4)`` is the reference's
-    ``optimizer=auto``: the choice between SGD and AdamW is made by the wrapper
+    ``optimizer=auto``: the choice between AdamW and MuSGD is made by the wrapper
     once the dataset size and schedule are known
     (:meth:`YOLOGradAccumulation.resolve_auto_optimizer`, called by
     ``YOLOParamSchedulerHook`` before training); until then the groups sit in

@@ -46,15 +46,25 @@ def test_recipe_setting_removes_the_page_faults_of_reallocation():
     assert tuned['faults'] < default['faults'] / 5, (default, tuned)
 
 
-def test_a_setting_from_the_environment_wins():
-    out = _faults(dict(trim_threshold=-1, mmap_max=0), MALLOC_MMAP_MAX_='65536')
-    assert out['report'] == {'trim_threshold': 'set to -1', 'mmap_max': 'left to MALLOC_MMAP_MAX_'}
+@pytest.mark.parametrize('env', [dict(MALLOC_MMAP_MAX_='65536'), dict(MALLOC_ARENA_MAX='2'),
+                                 dict(GLIBC_TUNABLES='glibc.malloc.trim_threshold=1000000')])
+def test_settings_from_the_environment_win_whole(env):
+    """Any malloc setting in the environment: none of env_cfg.malloc is applied (mixing them can be worse)."""
+    out = _faults(dict(trim_threshold=-1, mmap_max=0), **env)
+    var = next(iter(env))
+    assert out['report'] == {'trim_threshold': f'left to the environment ({var})',
+                             'mmap_max': f'left to the environment ({var})'}
 
 
 @pytest.mark.parametrize('options, match', [
     (dict(trim_treshold=-1), r"env_cfg.malloc: unknown setting\(s\) \['trim_treshold'\]"),
     (dict(mmap_max='0'), r"env_cfg.malloc.mmap_max must be an int, got '0'"),
     (dict(mmap_max=True), r'env_cfg.malloc.mmap_max must be an int'),
+    (dict(trim_threshold=2 ** 32), r'env_cfg.malloc.trim_threshold=4294967296 is outside -1..2147483647'),
+    (dict(trim_threshold=-2), r'env_cfg.malloc.trim_threshold=-2 is outside'),
+    (dict(mmap_threshold=2 ** 30), r'env_cfg.malloc.mmap_threshold=1073741824 is outside 0..33554432'),
+    (dict(mmap_max=-5), r'env_cfg.malloc.mmap_max=-5 is outside'),
+    (dict(arena_max=0), r'env_cfg.malloc.arena_max=0 is outside 1..'),
 ])
 def test_bad_settings_name_the_key(options, match):
     with pytest.raises(ValueError, match=match):

@@ -93,3 +93,7 @@ def test_bad_arguments_are_named(data, tmp_path):
     assert res.returncode == 2 and '--ref-python not found' in res.stderr
     res = run_tool([PY, TOOL, data.data_yaml, '--ref-env', 'MALLOC_MMAP_MAX_'], check=False)
     assert res.returncode == 2 and "--ref-env takes KEY=VALUE, got ['MALLOC_MMAP_MAX_']" in res.stderr
+    res = run_tool([PY, TOOL, data.data_yaml, '--sides', 'reference'], check=False)
+    assert res.returncode == 2 and '--sides reference needs --ref-python' in res.stderr
+    res = run_tool([PY, TOOL, data.data_yaml, '--ref-env', 'A=1'], check=False)
+    assert res.returncode == 2 and '--ref-env needs --ref-python' in res.stderr

@@ -28,6 +28,6 @@ runner_type = 'YOLORunner'
 
 # malloc (applied by YOLORunner, convnextv2_yolo/utils/malloc.py): freed tensors stay in the process
 # (glibc's M_TRIM_THRESHOLD=-1, M_MMAP_MAX=0) instead of returning as page faults every iteration:
-# -31% time per iteration at 640 px on CPU (docs/reference_recipe.md, "Throughput"); malloc=None for glibc's defaults
+# -34% time per iteration at 640 px on CPU (docs/reference_recipe.md, "Throughput"); malloc=None for glibc's defaults
 env_cfg = dict(cudnn_benchmark=True, malloc=dict(trim_threshold=-1, mmap_max=0))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)

@@ -104,6 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     bad_env = [kv for kv in args.ref_env if '=' not in kv or not kv.split('=', 1)[0]]
     if bad_env:
         p.error(f'--ref-env takes KEY=VALUE, got {bad_env}')
+    if not args.ref_python and (args.sides == ['reference'] or args.ref_env):
+        p.error(f"{'--sides reference' if args.sides == ['reference'] else '--ref-env'} needs --ref-python")
     if args.throughput and args.tp_epochs < 2:
         p.error('--tp-epochs must be at least 2 (the first epoch is not timed)')
     return args
@@ -139,6 +141,13 @@ def thread_env(threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONPATH=os.pathsep.join([osp.join(ROOT, 'projects'), os.environ.get('PYTHONPATH', '')]))
     return env
+
+
+def active_sides(args: argparse.Namespace) -> List[str]:
+    """The sides to run: ``--sides`` less the reference when no ``--ref-python`` is given (said in the log)."""
+    if 'reference' in args.sides and not args.ref_python:
+        log('reference side skipped: no --ref-python (make its venv as in this tool\'s help)')
+    return [s for s in args.sides if s == 'ours' or args.ref_python]
 
 
 def reference_env(args: argparse.Namespace, threads: int) -> dict:
@@ -231,7 +240,8 @@ def initial_weights(args: argparse.Namespace, seed: int, names: List[str], run_d
         if args.reuse and osp.isfile(ref_pt) and osp.isfile(ours):
             return dict(reference=ref_pt, ours=ours)
         run([args.ref_python, DRIVER, 'init', '--model', args.ref_model, '--nc', str(len(names)),
-             '--seed', str(seed), '--out', ref_pt, '--names', *names], osp.join(run_dir, 'init.log'))
+             '--seed', str(seed), '--out', ref_pt, '--names', *names], osp.join(run_dir, 'init.log'),
+            env=reference_env(args, args.threads))
     else:
         return {}
     ours = osp.join(run_dir, 'init_converted.pth')
@@ -480,9 +490,7 @@ def parity(args: argparse.Namespace) -> dict:
     os.makedirs(args.work_dir, exist_ok=True)
     data_yaml = absolute_data_yaml(args.data, args.work_dir)
     names = list(load_data_yaml(data_yaml).names)
-    sides = [s for s in args.sides if s == 'ours' or args.ref_python]
-    if 'reference' in args.sides and not args.ref_python:
-        log('reference side skipped: no --ref-python (make its venv as in this tool\'s help)')
+    sides = active_sides(args)
     labels = dict(ours=args.name or f'ours ({osp.basename(args.config)})', reference='reference (ultralytics)')
     rows: List[dict] = []
     own_val: Dict[str, list] = {}
@@ -536,7 +544,7 @@ def parity(args: argparse.Namespace) -> dict:
                                cfg_options=args.cfg_options, reference='skipped' if not args.ref_python
                                else 'ultralytics')
     title = (f'{osp.basename(osp.dirname(osp.abspath(args.data)))}: {args.imgsz} px, {args.epochs} epochs, '
-             f'batch {args.batch}, {args.threads} threads, {args.workers} workers'
+             f'batch {args.batch}, {args.threads} thread{"s" * (args.threads != 1)}, {args.workers} workers'
              + (', fine-tuned from a reference checkpoint' if args.finetune_from else ''))
     summary['png'] = plot(rows, osp.join(args.work_dir, 'parity.png'), labels, title)
     return summary
@@ -549,7 +557,7 @@ def throughput(args: argparse.Namespace) -> dict:
     data_yaml = absolute_data_yaml(args.data, args.work_dir)
     names = list(load_data_yaml(data_yaml).names)
     seed = args.seeds[0]
-    sides = [s for s in args.sides if s == 'ours' or args.ref_python]
+    sides = active_sides(args)
     init = initial_weights(args, seed, names, args.work_dir)
     rows = []
     for imgsz in args.tp_imgsz:
@@ -580,7 +588,7 @@ def throughput(args: argparse.Namespace) -> dict:
                   + (f" | {r['ratio']:.2f}x |" if 'ratio' in r else ' |'))
     with open(osp.join(args.work_dir, 'throughput.md'), 'w') as f:
         f.write('\n'.join(md) + '\n')
-    return dict(rows=rows, table='\n'.join(md))
+    return dict(rows=rows, table='\n'.join(md), reference='ultralytics' if args.ref_python else 'skipped')
 
 
 def main(argv=None) -> int:
@@ -596,7 +604,8 @@ def main(argv=None) -> int:
         print(md)
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
         json.dump(res, f, indent=2)
-    log(f'wrote {args.work_dir}/summary.json' + ('' if args.throughput else ', parity.csv, parity.png'))
+    log(f'wrote {args.work_dir}/summary.json, '
+        + ('throughput.csv, throughput.md' if args.throughput else 'summary.md, parity.csv, parity.png'))
     return 0
 
 

@@ -1,4 +1,5 @@
 """A tiny version of the demo recipe for tests: a few 64-px images, 96-px inputs."""
+import os
 import os.path as osp
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -56,6 +57,9 @@ def tiny_cfg(data, work_dir: str, max_epochs: int = 2, size: int = 96, batch_siz
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.default_hooks.logger.interval = 1
     cfg.work_dir = work_dir
+    # mmengine names a runner's logger by experiment name + second: two runners built in the same second
+    # would share one logger (and log file); the work dir makes the name unique per test
+    cfg.experiment_name = 'tiny' + work_dir.replace(os.sep, '_')
     cfg.launcher = 'none'
     return cfg
 

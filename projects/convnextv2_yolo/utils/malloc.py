@@ -26,12 +26,9 @@ MALLOPT_PARAMS = dict(trim_threshold=-1, top_pad=-2, mmap_threshold=-3, mmap_max
 _RANGES = dict(trim_threshold=(-1, 2 ** 31 - 1), top_pad=(0, 2 ** 31 - 1), mmap_threshold=(0, 32 * 2 ** 20),
                mmap_max=(0, 2 ** 31 - 1), arena_max=(1, 2 ** 31 - 1))
 # the environment variables through which glibc takes the same settings at start (note: no trailing _ for
-# the arena count), and their GLIBC_TUNABLES names
+# the arena count); each is also the GLIBC_TUNABLES entry glibc.malloc.<name>
 _ENV_NAMES = dict(trim_threshold='MALLOC_TRIM_THRESHOLD_', top_pad='MALLOC_TOP_PAD_',
                   mmap_threshold='MALLOC_MMAP_THRESHOLD_', mmap_max='MALLOC_MMAP_MAX_', arena_max='MALLOC_ARENA_MAX')
-_TUNABLE_NAMES = dict(trim_threshold='glibc.malloc.trim_threshold', top_pad='glibc.malloc.top_pad',
-                      mmap_threshold='glibc.malloc.mmap_threshold', mmap_max='glibc.malloc.mmap_max',
-                      arena_max='glibc.malloc.arena_max')
 
 
 def _glibc() -> Optional[ctypes.CDLL]:
@@ -51,7 +48,7 @@ def malloc_environment() -> Optional[str]:
     for name in MALLOPT_PARAMS:
         if _ENV_NAMES[name] in os.environ:
             return _ENV_NAMES[name]
-    if any(t in os.environ.get('GLIBC_TUNABLES', '') for t in _TUNABLE_NAMES.values()):
+    if any(f'glibc.malloc.{name}' in os.environ.get('GLIBC_TUNABLES', '') for name in MALLOPT_PARAMS):
         return 'GLIBC_TUNABLES'
     return None
 

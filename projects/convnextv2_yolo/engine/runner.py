@@ -295,7 +295,7 @@ class YOLORunner(Runner):
         """``Runner.setup_env`` and then ``env_cfg.malloc`` (see :func:`configure_malloc`).
 
         Raises:
-            ValueError: an unknown ``env_cfg.malloc`` key or a value glibc refuses (the key is named).
+            ValueError: an unknown ``env_cfg.malloc`` key or a value outside its range (the key is named).
         """
         super().setup_env(env_cfg)
         self._malloc_report = configure_malloc(env_cfg.get('malloc'))

@@ -210,6 +210,15 @@ def test_demo_trains_on_a_data_yaml(trained_on_yaml, tmp_path):
                     '--work-dir', out, '--num-vis', '2', '--cfg-options', 'train_dataloader.batch_size=4'])
     assert '[demo] COCO bbox metrics' in res.stdout
     assert osp.isfile(osp.join(out, 'detections.png')) and osp.isfile(osp.join(out, 'curves.png'))
+    # the results file the README's demo numbers are rendered from
+    import json
+    result = json.load(open(osp.join(out, 'demo_result.json')))
+    assert result['command'].startswith('tools/demo.py --data') and result['epochs'] == 1
+    assert [v['epoch'] for v in result['validations']] == [1]
+    assert result['final']['coco/bbox_mAP'] == result['validations'][-1]['coco/bbox_mAP']
+    assert 0 < result['train_seconds'] < result['wall_seconds']
+    assert result['git']['commit'] and result['machine']['torch_threads'] >= 1
+    assert result['iterations'] > 0 and result['seed'] is not None
 
 
 def test_infer_py_takes_the_same_data_yaml(trained_on_yaml, tmp_path):

@@ -86,6 +86,42 @@ def test_both_sides_from_identical_weights_with_identical_settings(data, tmp_pat
     assert '| reference (ultralytics) | 0 |' in open(osp.join(work, 'summary.md')).read()
 
 
+def _fake_ref_python(tmp_path) -> str:
+    fake = tmp_path / 'ref_python'
+    fake.write_text(f'#!/bin/sh\nshift\nexec "{PY}" "{ROOT}/tests/_fake_ultralytics_driver.py" "$@"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    return str(fake)
+
+
+def test_each_side_alone_in_parallel_then_merged(data, tmp_path):
+    """--sides reference trains and evaluates the reference without our side (it used to die on our side's
+    missing parity_config.py); both sides run at once in one work dir and --reuse merges them."""
+    import subprocess
+    from _subprocess import tool_env
+    fake, work = _fake_ref_python(tmp_path), str(tmp_path / 'parity')
+    cmd = [PY, TOOL, data.data_yaml, *COMMON, '--work-dir', work, '--ref-python', fake]
+    procs = [subprocess.Popen(cmd + ['--sides', side], cwd=ROOT, env=tool_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for side in ('reference', 'ours')]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], '\n'.join(o[-3000:] for o in outs)
+    assert 'training reference' in outs[0] and 'training ours' not in outs[0]
+    assert 'seed 0 reference: final mAP50-95' in outs[0]
+    evaluated = [json.loads(line) for line in open(osp.join(work, 'seed0', 'evaluations.jsonl'))]
+    assert sorted((e['side'], e['epoch']) for e in evaluated) == [('ours', 1), ('ours', 2), ('reference', 1),
+                                                                  ('reference', 2)]
+    res = run_tool(cmd + ['--reuse'])  # the merge: no training, no evaluation
+    assert "reusing our finished run" in res.stdout and "reusing the reference's finished run" in res.stdout
+    assert len(open(osp.join(work, 'seed0', 'evaluations.jsonl')).readlines()) == 4, 'nothing evaluated again'
+    rows = _rows(work)
+    assert sorted((r['side'], r['epoch']) for r in rows) == [('ours', '1'), ('ours', '2'), ('reference', '1'),
+                                                             ('reference', '2')]
+    by_key = {(e['side'], e['epoch']): e for e in evaluated}
+    for r in rows:
+        assert float(r['mAP50-95']) == pytest.approx(by_key[r['side'], int(r['epoch'])]['mAP50-95'], abs=1e-5)
+    summary = json.load(open(osp.join(work, 'summary.json')))
+    assert set(summary) >= {'ours', 'reference', 'provenance'} and summary['epoch_time_ratio'] > 0
+
+
 def test_bad_arguments_are_named(data, tmp_path):
     res = run_tool([PY, TOOL, str(tmp_path / 'missing.yaml')], check=False)
     assert res.returncode == 2 and 'DATA_YAML not found' in res.stderr

@@ -31,6 +31,7 @@ Make the reference venv once (outside this repository; the package never depends
 import argparse
 import csv
 import importlib.util
+import io
 import json
 import math
 import os
@@ -172,9 +173,9 @@ def absolute_data_yaml(data_yaml: str, out_dir: str) -> str:
     raw['names'] = {i: n for i, n in enumerate(data.names)}
     raw.pop('nc', None)
     raw.pop('download', None)
+    from convnextv2_yolo.compat import write_atomic
     out = osp.join(out_dir, 'data.yaml')
-    with open(out, 'w', encoding='utf-8') as f:
-        yaml.safe_dump(raw, f, sort_keys=False)
+    write_atomic(out, yaml.safe_dump(raw, sort_keys=False))  # whole or not at all: a parallel side reads it
     return out
 
 
@@ -239,13 +240,17 @@ def initial_weights(args: argparse.Namespace, seed: int, names: List[str], run_d
         ours = osp.join(run_dir, 'init_converted.pth')
         if args.reuse and osp.isfile(ref_pt) and osp.isfile(ours):
             return dict(reference=ref_pt, ours=ours)
+        part = f'{ref_pt}.{os.getpid()}.part'  # renamed when complete: a side running beside us never reads half
         run([args.ref_python, DRIVER, 'init', '--model', args.ref_model, '--nc', str(len(names)),
-             '--seed', str(seed), '--out', ref_pt, '--names', *names], osp.join(run_dir, 'init.log'),
+             '--seed', str(seed), '--out', part, '--names', *names], osp.join(run_dir, f'init.{os.getpid()}.log'),
             env=reference_env(args, args.threads))
+        os.replace(part, ref_pt)
     else:
         return {}
     ours = osp.join(run_dir, 'init_converted.pth')
-    run([sys.executable, CONVERTER, ref_pt, ours], osp.join(run_dir, 'convert.log'))
+    part = f'{ours}.{os.getpid()}.part'
+    run([sys.executable, CONVERTER, ref_pt, part], osp.join(run_dir, f'convert.{os.getpid()}.log'))
+    os.replace(part, ours)
     return dict(reference=ref_pt, ours=ours)
 
 
@@ -403,11 +408,13 @@ CSV_FIELDS = ['side', 'seed', 'epoch', 'seconds', 'cum_seconds', 'mAP50-95', 'mA
 
 
 def write_csv(rows: List[dict], path: str, fields: List[str]) -> None:
-    with open(path, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()})
+    from convnextv2_yolo.compat import write_atomic
+    buf = io.StringIO(newline='')
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction='ignore')
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()})
+    write_atomic(path, buf.getvalue())
 
 
 def add_cumulative(rows: List[dict]) -> None:
@@ -509,8 +516,11 @@ def parity(args: argparse.Namespace) -> dict:
             else:
                 seed_rows += train_reference(args, data_yaml, seed, args.imgsz, args.epochs, args.threads,
                                              args.workers, run_dir, init['reference'])
-        if evaluator is None:
-            evaluator = Evaluator(osp.join(run_dir, 'ours', 'parity_config.py'), osp.join(args.work_dir, 'eval'))
+        if evaluator is None:  # its own config: our side may not have run (--sides reference)
+            # one per process (sides and seeds may run in parallel, merged later with --reuse)
+            eval_dir = osp.join(args.work_dir, 'eval', '-'.join(sides) + '_seed' + '-'.join(map(str, args.seeds)))
+            evaluator = Evaluator(our_config(args, data_yaml, seed, args.imgsz, args.epochs, args.workers, eval_dir,
+                                             init.get('ours')), eval_dir)
         done = read_evaluations(run_dir) if args.reuse else {}
         for r in seed_rows:
             due = r['epoch'] % args.eval_interval == 0 or r['epoch'] == args.epochs
@@ -552,6 +562,7 @@ def parity(args: argparse.Namespace) -> dict:
 
 def throughput(args: argparse.Namespace) -> dict:
     """Seconds per epoch (data loading included; epochs after the first) over the threads/workers/size grid."""
+    from convnextv2_yolo.compat import write_atomic
     from convnextv2_yolo.datasets.yolo_format import load_data_yaml
     os.makedirs(args.work_dir, exist_ok=True)
     data_yaml = absolute_data_yaml(args.data, args.work_dir)
@@ -586,12 +597,13 @@ def throughput(args: argparse.Namespace) -> dict:
         md.append(f"| {r['imgsz']} | {r['threads']} | {r['workers']} | "
                   + ' | '.join(f"{r[f'{s}_s_per_epoch']:.1f}" for s in sides)
                   + (f" | {r['ratio']:.2f}x |" if 'ratio' in r else ' |'))
-    with open(osp.join(args.work_dir, 'throughput.md'), 'w') as f:
-        f.write('\n'.join(md) + '\n')
+    write_atomic(osp.join(args.work_dir, 'throughput.md'), '\n'.join(md) + '\n')
     return dict(rows=rows, table='\n'.join(md), reference='ultralytics' if args.ref_python else 'skipped')
 
 
 def main(argv=None) -> int:
+    from convnextv2_yolo.compat import write_atomic
+    from convnextv2_yolo.utils.demo_setup import git_commit, machine_info
     args = parse_args(argv)
     if args.throughput:
         res = throughput(args)
@@ -599,11 +611,12 @@ def main(argv=None) -> int:
     else:
         res = parity(args)
         md = summary_markdown(res, args)
-        with open(osp.join(args.work_dir, 'summary.md'), 'w') as f:
-            f.write(md)
+        write_atomic(osp.join(args.work_dir, 'summary.md'), md)
         print(md)
-    with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
-        json.dump(res, f, indent=2)
+    # where the numbers come from (the README's tables are rendered from committed summary.json files)
+    res['provenance'] = dict(command=' '.join(['tools/analysis_tools/train_parity.py'] + sys.argv[1:]),
+                             git=git_commit(ROOT), machine=machine_info())
+    write_atomic(osp.join(args.work_dir, 'summary.json'), json.dumps(res, indent=2) + '\n')
     log(f'wrote {args.work_dir}/summary.json, '
         + ('throughput.csv, throughput.md' if args.throughput else 'summary.md, parity.csv, parity.png'))
     return 0

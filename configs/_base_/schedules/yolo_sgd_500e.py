@@ -20,7 +20,14 @@ optim_wrapper = dict(
     constructor='YOLOOptimWrapperConstructor',
     clip_grad=dict(max_norm=10.0),
     optimizer=dict(type='SGD', lr=0.01, momentum=0.937, nesterov=True, weight_decay=5e-4),
-    paramwise_cfg=dict(nominal_batch_size=64))
+    paramwise_cfg=dict(nominal_batch_size=64),
+    # written out although they are the wrapper's defaults, so that the recipe shows them:
+    accumulative_counts=None,  # None: max(round(64 / total batch), 1), derived when training starts
+    nominal_batch_size=64,
+    sum_accumulated_grads=True,  # the reference sums accumulated gradients (mmengine averages: False)
+    # optimizer=dict(type='auto') (set by --data): above 10,000 iterations ultralytics 8.4's MuSGD;
+    # 'SGD' is 8.3's choice (SGD lr 0.01, momentum 0.9, Nesterov)
+    auto_large_optimizer='MuSGD')
 
 # the reference keeps lr 0.01 for any batch (it accumulates up to 64); 8 GPUs x 16 here
 auto_scale_lr = dict(enable=False, base_batch_size=128)

@@ -201,6 +201,7 @@ fi
 
 log "installing mmengine / mmdet / mmpretrain / pycocotools / openmim (mmcv's runtime dependencies among them)"
 pip_i -q -r "$REPO_ROOT/requirements/runtime.txt" -r "$REPO_ROOT/requirements/tests.txt" \
+  -c "$REPO_ROOT/requirements/constraints.txt" \
   "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" || die "installing the OpenMMLab packages failed (see above)"
 pip_i -q --no-deps "openmim==0.3.9"
 

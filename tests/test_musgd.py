@@ -5,6 +5,7 @@ rules (ultralytics/optim/muon.py, engine/trainer.py ``build_optimizer``); the
 automatic choice, the reference's groups and the class branch's LR x 3 through
 the real ``YOLOParamSchedulerHook`` on a tiny mmengine Runner.
 """
+import logging
 import math
 
 import pytest
@@ -261,3 +262,19 @@ def test_explicit_musgd_config_is_regrouped_before_the_run(tmp_path):
     assert all(g['muon'] == 0.3 and g['weight_decay'] == pytest.approx(5e-4) for g in muon)
     with pytest.raises(ValueError, match='optim_wrapper.auto_large_optimizer'):
         _runner(tmp_path / 'bad', 2, dict(type='auto'), auto_large_optimizer='Adam')
+
+
+def test_auto_scale_lr_with_the_auto_optimizer_is_said_to_be_ignored(tmp_path):
+    """mmengine scales the placeholder's LR, then 'auto' replaces the optimizer: a warning says so."""
+    from mmengine.logging import MMLogger
+    runner = _runner(tmp_path, 3, dict(type='auto', weight_decay=5e-4))
+    runner.auto_scale_lr = dict(enable=True, base_batch_size=64)
+    messages = []
+    handler = type('H', (logging.Handler,), {'emit': lambda self, r: messages.append(r.getMessage())})()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        runner.call_hook('before_run')
+    finally:
+        logger.removeHandler(handler)
+    assert any("does not apply to optimizer 'auto'" in m for m in messages), messages

@@ -1,4 +1,5 @@
 """The reference's warmup + linear LR schedule as one hook."""
+import logging
 import math
 from typing import Optional
 
@@ -99,6 +100,10 @@ class YOLOParamSchedulerHook(Hook):
         choice = wrapper.resolve_auto_optimizer(iterations, num_classes, model=runner.model)
         self.warmup_bias_lr = 0.0  # the reference, for either choice
         print_log(f"YOLOParamSchedulerHook: optimizer 'auto' -> {choice}; warmup bias lr 0", logger='current')
+        if (runner.auto_scale_lr or {}).get('enable'):  # mmengine scaled the placeholder's LR, now replaced
+            print_log("YOLOParamSchedulerHook: auto_scale_lr (--auto-scale-lr) does not apply to optimizer 'auto': "
+                      'its LR is the reference\'s choice for the dataset (set an explicit optimizer to scale it)',
+                      logger='current', level=logging.WARNING)
 
     def lr_lambda(self, progress: float) -> float:
         """LR factor after ``progress`` (0..1) of training: linear from 1 to ``lr_factor``."""

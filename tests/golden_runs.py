@@ -174,10 +174,12 @@ def run_all(out_dir: str, runs=RUNS) -> Dict[str, dict]:
 
 # ------------------------------------------------------------------------------------ comparison
 
-# relative tolerances: the schedule is computed in float64 from counts (exact up to rounding to 10
-# digits); pixels and boxes come from deterministic integer/float32 data ops; losses and weights
-# carry the float noise of a different CPU (measured: see tests/golden/README.md)
-TOL = dict(schedule=1e-8, pixels=1e-7, boxes=0.01, losses=2e-3, weights=2e-3)
+# Tolerances. The schedule is computed in float64 from counts (written with 10 digits); pixels and boxes
+# come from integer / float32 data ops (boxes written with 3 decimals); losses and weights are relative.
+# With the numerics pinned two runs are bit identical, so these only absorb the written rounding: under
+# unpinned AVX-512 kernels the demo's losses already differ by 5e-5 after one step and by up to 70% after
+# 24 (measured), the other runs' by up to 8e-5 and their weights by 1e-7.
+TOL = dict(schedule=1e-8, pixels=1e-7, boxes=2e-3, losses=1e-5, weights=1e-5)
 
 
 def _close(a: float, b: float, rel: float, abs_: float = 0.0) -> bool:

@@ -81,8 +81,8 @@ test_evaluator = val_evaluator
 # ---- schedule: AdamW converges fastest for a from-scratch ConvNeXt in ~1000 iterations.
 # The warmup lasts 3 epochs: with 1 epoch (100 iterations) this model's early training is chaotic, the
 # outcome then depends on float rounding (thread count, CPU kernels) and one run in four collapsed
-# (measured: final mAP 0.17-0.58 over seeds/threads at 11 epochs; 0.54-0.63 with this warmup; see
-# docs/results/README.md)
+# (measured, 11 epochs: final mAP 0.17-0.54 over seeds and thread counts with the 1-epoch warmup, 0.54-0.63
+# with this one; 14 epochs: 0.54-0.65; see docs/results/README.md)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=3)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

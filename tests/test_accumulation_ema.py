@@ -105,9 +105,9 @@ def test_accumulation_and_weight_decay_follow_the_loader(tmp_path, monkeypatch, 
     monkeypatch.setattr(mmengine.dist, 'get_world_size', lambda *a, **k: world)
     runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
     runner._train_loop = runner.build_train_loop(runner._train_loop)
-    runner.call_hook('before_train')
+    runner.call_hook('before_run')
     wrapper = runner.optim_wrapper
-    assert wrapper._accumulative_counts == accumulate
+    assert wrapper._accumulative_counts == wrapper.decision.accumulate == accumulate
     decay_group = [g for g in wrapper.optimizer.param_groups if 'yolo_base_weight_decay' in g][0]
     assert decay_group['weight_decay'] == pytest.approx(5e-4 * batch * world * accumulate / 64)
 
@@ -253,8 +253,7 @@ def test_auto_optimizer_follows_the_reference_rule(tmp_path, epochs, expected):
     runner.call_hook('before_train')
     optimizer = runner.optim_wrapper.optimizer
     assert type(optimizer).__name__ == expected
-    hook = next(h for h in runner.hooks if type(h).__name__ == 'YOLOParamSchedulerHook')
-    assert hook.warmup_bias_lr == 0.0
+    assert runner.optim_wrapper.decision.choice.warmup_bias_lr == 0.0  # the hook's 0.1 does not apply
     decay = [g for g in optimizer.param_groups if 'yolo_base_weight_decay' in g][0]
     assert decay['weight_decay'] == pytest.approx(5e-4 * 16 * 4 / 64)
     # mmengine's logged base_lr follows the chosen optimizer, not the placeholder's
@@ -265,6 +264,9 @@ def test_auto_optimizer_follows_the_reference_rule(tmp_path, epochs, expected):
     else:
         assert decay['yolo_initial_lr'] == 0.01 and decay['momentum'] == pytest.approx(0.9)
         assert decay['nesterov']
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'YOLOParamSchedulerHook')
+    hook.before_train_iter(runner, 0)  # the bias warmup starts at 0
+    assert all(g['lr'] == 0.0 for g in optimizer.param_groups if g.get('yolo_bias'))
 
 
 def test_auto_optimizer_rejects_fixed_lr():

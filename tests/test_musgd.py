@@ -205,7 +205,7 @@ def test_auto_optimizer_above_10000_iterations(tmp_path, epochs, large, expected
     runner.call_hook('before_train')
     wrapper = runner.optim_wrapper
     assert type(wrapper.optimizer).__name__ == expected
-    assert expected in wrapper.auto_choice
+    assert wrapper.decision.choice.name == expected and expected in wrapper.decision.choice.reason
     if expected != 'MuSGD':
         assert not any(g.get('use_muon') or 'yolo_lr_scale' in g for g in wrapper.optimizer.param_groups)
         return
@@ -249,14 +249,13 @@ def test_explicit_musgd_config_is_regrouped_before_the_run(tmp_path):
     """optimizer=dict(type='MuSGD') in a config: the constructor's groups are rebuilt as the reference's."""
     runner = _runner(tmp_path, 2, dict(type='MuSGD', lr=0.02, weight_decay=5e-4, muon=0.3))
     wrapper = runner.optim_wrapper
-    assert wrapper.musgd_groups_pending
-    wrapper.set_total_batch_size(16)
-    with pytest.raises(RuntimeError, match="optimizer type='MuSGD'.*group_musgd"):
+    assert wrapper.decision is None and not any(g['use_muon'] for g in wrapper.optimizer.param_groups)
+    with pytest.raises(RuntimeError, match='no optimizer decision'):
         wrapper.update_params(sum(p.sum() for p in runner.model.parameters()))
     runner.call_hook('before_run')
     runner.call_hook('before_train')
     groups = wrapper.optimizer.param_groups
-    assert not wrapper.musgd_groups_pending and len(groups) == 6
+    assert wrapper.decision.choice.reference_groups and len(groups) == 6
     muon = [g for g in groups if g['use_muon']]
     assert sorted(g['lr'] for g in muon) == pytest.approx([0.02, 0.06])
     assert all(g['muon'] == 0.3 and g['weight_decay'] == pytest.approx(5e-4) for g in muon)
@@ -278,3 +277,22 @@ def test_auto_scale_lr_with_the_auto_optimizer_is_said_to_be_ignored(tmp_path):
     finally:
         logger.removeHandler(handler)
     assert any("does not apply to optimizer 'auto'" in m for m in messages), messages
+
+
+def test_resume_restores_the_optimizer_choice_of_the_checkpoint(tmp_path):
+    """The decision's choice travels with the optimizer state (safe-loadable); a resumed run for which the rule
+    decides otherwise (here: max_epochs raised past 10,000 iterations) gets the checkpoint's optimizer back."""
+    first = _runner(tmp_path / 'first', 3, dict(type='auto', weight_decay=5e-4))
+    first.call_hook('before_run')
+    torch.save(first.optim_wrapper.state_dict(), str(tmp_path / 'optimizer.pth'))
+    state = torch.load(str(tmp_path / 'optimizer.pth'), weights_only=True)
+    assert state['yolo_optimizer_choice']['name'] == 'AdamW'
+    longer = _runner(tmp_path / 'longer', 5001, dict(type='auto', weight_decay=5e-4))
+    longer.call_hook('before_run')
+    wrapper = longer.optim_wrapper
+    assert wrapper.decision.choice.name == 'MuSGD'
+    wrapper.load_state_dict(state)
+    assert type(wrapper.optimizer).__name__ == 'AdamW'
+    assert wrapper.decision.choice == first.optim_wrapper.decision.choice and wrapper.decision.accumulate == 4
+    decay = [g for g in wrapper.optimizer.param_groups if 'yolo_base_weight_decay' in g]
+    assert [g['weight_decay'] for g in decay] == pytest.approx([5e-4])

@@ -20,8 +20,9 @@ class _Net(nn.Module):
 
 
 def _build_wrapper(total_batch=16, nbs=64, **wrapper):
-    """YOLOOptimWrapperConstructor on a small net; the wrapper told the batch (as the hook does)."""
+    """YOLOOptimWrapperConstructor on a small net; the wrapper given the decision for the batch (as the hook does)."""
     from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    from convnextv2_yolo.engine.optimizers import TrainingRun, decide_optimizer
     cfg = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.937, nesterov=True,
                                                      weight_decay=5e-4), **wrapper)
     constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type='YOLOOptimWrapperConstructor', optim_wrapper_cfg=cfg,
@@ -29,7 +30,7 @@ def _build_wrapper(total_batch=16, nbs=64, **wrapper):
     net = _Net()
     wrapper = constructor(net)
     if total_batch is not None:
-        wrapper.set_total_batch_size(total_batch)
+        wrapper.apply_decision(decide_optimizer(wrapper.policy, wrapper.optimizer, TrainingRun(total_batch)))
     return net, wrapper
 
 
@@ -85,7 +86,7 @@ def _runner_stub(net, wrapper, it, epoch, max_epochs=10, iters_per_epoch=50, bat
 
 def test_warmup_and_linear_decay():
     from convnextv2_yolo.engine.hooks import YOLOParamSchedulerHook
-    net, wrapper = _build_wrapper(total_batch=None)
+    net, wrapper = _build_wrapper(total_batch=64)
     hook = YOLOParamSchedulerHook(lr_factor=0.01, warmup_epochs=3, warmup_min_iters=100,
                                   warmup_bias_lr=0.1, warmup_momentum=0.8)
     hook.before_train(_runner_stub(net, wrapper, 0, 0))

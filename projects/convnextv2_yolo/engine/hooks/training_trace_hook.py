@@ -119,7 +119,7 @@ class TrainingTraceHook(Hook):
             momentum=[self._round(g['momentum'] if 'momentum' in g else g.get('betas', (math.nan,))[0])
                       for g in groups],
             weight_decay=[self._round(g.get('weight_decay', 0.0)) for g in groups],
-            accumulation=int(getattr(runner.optim_wrapper, '_accumulative_counts', 1)))
+            accumulation=int(runner.optim_wrapper._accumulative_counts))  # any mmengine OptimWrapper's
         if self.record_targets and data_batch is not None:
             self._row['samples'] = self._samples(data_batch)
 

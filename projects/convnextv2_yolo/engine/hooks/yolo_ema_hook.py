@@ -4,6 +4,8 @@ from typing import Optional
 from mmengine.hooks import EMAHook
 from mmdet.registry import HOOKS
 
+from ..optimizers import YOLOGradAccumulation
+
 
 @HOOKS.register_module()
 class YOLOEMAHook(EMAHook):
@@ -19,9 +21,11 @@ class YOLOEMAHook(EMAHook):
     ``ema_type='YOLOModelEMA'`` the updates are then exactly the
     reference's); ``'iteration'`` is mmengine's behaviour.
 
-    A step is read from the optimizer wrapper's ``num_updates`` counter
-    (``YOLOOptimWrapper``), else from its ``should_update()`` (mmengine's
-    wrappers, whose step decision is a function of the iteration count).
+    A step is read from the step counter ``num_updates`` of a
+    ``YOLOOptimWrapper`` (whose accumulation follows the optimizer decision and
+    may ramp), else from ``should_update()`` (mmengine's wrappers, whose step
+    decision is a function of the iteration count); which one is settled in
+    ``before_train``.
 
     The average is (re)initialised from the model in ``before_train`` when
     it has no update yet, i.e. after weight initialisation and
@@ -42,14 +46,17 @@ class YOLOEMAHook(EMAHook):
         super().__init__(**kwargs)
         self.update_on = update_on
         self._updates_before: Optional[int] = None
+        self._counter: Optional[YOLOGradAccumulation] = None  # the wrapper whose steps are counted
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
+        wrapper = runner.optim_wrapper
+        self._counter = wrapper if isinstance(wrapper, YOLOGradAccumulation) else None
         if int(self.ema_model.steps) == 0:  # not resumed: start from the initialised model
             self.ema_model.module.load_state_dict(self.src_model.state_dict())
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        self._updates_before = getattr(runner.optim_wrapper, 'num_updates', None)
+        self._updates_before = self._counter.num_updates if self._counter is not None else None
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
         if self.update_on == 'optimizer_step' and not self._stepped(runner):
@@ -57,8 +64,6 @@ class YOLOEMAHook(EMAHook):
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
 
     def _stepped(self, runner) -> bool:
-        wrapper = runner.optim_wrapper
-        updates = getattr(wrapper, 'num_updates', None)
-        if updates is not None and self._updates_before is not None:
-            return updates != self._updates_before
-        return bool(wrapper.should_update())
+        if self._counter is not None:
+            return self._counter.num_updates != self._updates_before
+        return bool(runner.optim_wrapper.should_update())

@@ -1,6 +1,5 @@
 """The reference's warmup + linear LR schedule as one hook."""
 import logging
-import math
 from typing import Optional
 
 import numpy as np
@@ -9,7 +8,7 @@ from mmengine.runner import IterBasedTrainLoop
 from mmengine.logging import print_log
 from mmdet.registry import HOOKS
 
-from ...utils.launch import train_batch_size
+from ..optimizers import OptimizerDecision, TrainingRun, YOLOGradAccumulation, decide_optimizer
 
 
 @HOOKS.register_module()
@@ -37,20 +36,23 @@ class YOLOParamSchedulerHook(Hook):
     iteration (during warmup the bias group's starts higher). Everything is derived from (iter, epoch), so resuming
     continues the same curve.
 
-    Before the run it resolves ``optimizer=dict(type='auto')`` (the
-    reference's rule, see ``YOLOOptimWrapper.resolve_auto_optimizer``: the
-    iteration count is ``ceil(dataset size / max(batch, 64)) x epochs``;
-    AdamW up to 10,000, MuSGD above; the warmup bias LR becomes 0) or
-    regroups an explicit ``type='MuSGD'`` (``YOLOOptimWrapper.group_musgd``).
-    Each group's LR, including MuSGD's class-branch LR x 3, is its own
-    ``yolo_initial_lr``. Before training it tells a
-    :class:`YOLOOptimWrapper` the real batch
-    (``train_dataloader`` batch size x world size), from which the wrapper
-    derives the gradient accumulation and the weight-decay scale. With
-    ``warmup_accumulate`` the accumulation ramps like the reference's:
-    ``max(1, round(interp(i, [0, W], [1, A])))`` during warmup, then the
-    nominal accumulation ``A = max(round(nominal_batch / batch), 1)`` (8.4
-    ramps to the integer ``A``; 8.3 to ``nominal_batch / batch``).
+    Before the run it makes the optimizer decision
+    (:func:`~convnextv2_yolo.engine.optimizers.decide_optimizer` for the run's
+    batch, dataset and schedule: ``optimizer=dict(type='auto')`` by the
+    reference's rule, AdamW up to 10,000 iterations, MuSGD above, the warmup
+    bias LR then 0; an explicit ``type='MuSGD'`` regrouped as the reference's;
+    the gradient accumulation ``A = max(round(nominal_batch / batch), 1)``
+    with ``batch`` = ``train_dataloader`` batch size x world size) and hands
+    it to the :class:`YOLOOptimWrapper`
+    (``YOLOGradAccumulation.apply_decision``), which builds the optimizer and
+    derives the weight-decay scale. Each group's LR, including MuSGD's
+    class-branch LR x 3, is its own ``yolo_initial_lr``. From then on the hook
+    reads the wrapper's ``decision`` (a resumed run's is the checkpoint's
+    choice). With ``warmup_accumulate`` the accumulation ramps like the
+    reference's: ``max(1, round(interp(i, [0, W], [1, A])))`` during warmup,
+    then ``A`` (8.4 ramps to the integer ``A``; 8.3 to ``nominal_batch /
+    batch``); an accumulation fixed by ``optim_wrapper.accumulative_counts``
+    does not ramp.
 
     Args:
         lr_factor (float): Final LR as a fraction of the initial LR. Defaults to 0.01.
@@ -79,28 +81,20 @@ class YOLOParamSchedulerHook(Hook):
         self.warmup_accumulate = warmup_accumulate
         self.warmup_leave_last_epoch = warmup_leave_last_epoch
         self.warmup_iters: Optional[int] = None
+        self._decision: Optional[OptimizerDecision] = None  # the optimizer wrapper's, read in before_train
+        self._bias_lr = warmup_bias_lr  # the warmup's bias LR in effect (the decision may set it)
 
     def before_run(self, runner) -> None:
-        """Resolve ``optimizer=dict(type='auto')`` or group an explicit MuSGD (before a resume loads the
-        optimizer state)."""
+        """Make the optimizer decision and hand it to the optimizer wrapper (before a resume loads the
+        optimizer state). Other wrappers (mmengine's) are left as they are."""
         wrapper = runner.optim_wrapper
-        if getattr(wrapper, 'musgd_groups_pending', False):
-            print_log(f'YOLOParamSchedulerHook: {wrapper.group_musgd(runner.model)}', logger='current')
-        if not getattr(wrapper, 'auto_optimizer', False) or wrapper.auto_choice is not None:
+        if not isinstance(wrapper, YOLOGradAccumulation) or wrapper.decision is not None:
             return
-        dataset = runner.train_dataloader.dataset
-        total_batch = train_batch_size(runner)
-        nominal = max(total_batch, wrapper.nominal_batch_size)
-        if isinstance(runner.train_loop, IterBasedTrainLoop):  # its iterations in units of the nominal batch
-            iterations = math.ceil(runner.max_iters * total_batch / nominal)
-        else:
-            iterations = math.ceil(len(dataset) / nominal) * runner.max_epochs
-        classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
-        num_classes = len(classes) if classes else 10  # the reference's default when nc is unknown
-        choice = wrapper.resolve_auto_optimizer(iterations, num_classes, model=runner.model)
-        self.warmup_bias_lr = 0.0  # the reference, for either choice
-        print_log(f"YOLOParamSchedulerHook: optimizer 'auto' -> {choice}; warmup bias lr 0", logger='current')
-        if (runner.auto_scale_lr or {}).get('enable'):  # mmengine scaled the placeholder's LR, now replaced
+        run = TrainingRun.from_runner(runner, wrapper.policy.nominal_batch_size)
+        decision = decide_optimizer(wrapper.policy, wrapper.optimizer, run)
+        print_log(f'YOLOParamSchedulerHook: {wrapper.apply_decision(decision, runner.model)}', logger='current')
+        if wrapper.policy.auto and (runner.auto_scale_lr or {}).get('enable'):
+            # mmengine scaled the placeholder's LR, now replaced
             print_log("YOLOParamSchedulerHook: auto_scale_lr (--auto-scale-lr) does not apply to optimizer 'auto': "
                       'its LR is the reference\'s choice for the dataset (set an explicit optimizer to scale it)',
                       logger='current', level=logging.WARNING)
@@ -129,8 +123,12 @@ class YOLOParamSchedulerHook(Hook):
         warmup = max(round(epochs * iters_per_epoch), self.warmup_min_iters) if self.warmup_epochs > 0 else 0
         self.warmup_iters = warmup if warmup > 0 else -1  # -1: no warmup
         wrapper = runner.optim_wrapper
-        if hasattr(wrapper, 'set_total_batch_size'):
-            wrapper.set_total_batch_size(train_batch_size(runner))
+        if isinstance(wrapper, YOLOGradAccumulation):
+            if wrapper.decision is None:
+                raise RuntimeError('YOLOParamSchedulerHook: the optimizer wrapper has no decision (made in before_run)')
+            self._decision = wrapper.decision
+            if self._decision.choice.warmup_bias_lr is not None:
+                self._bias_lr = self._decision.choice.warmup_bias_lr
         elif self.warmup_accumulate:
             raise TypeError(f'YOLOParamSchedulerHook: warmup_accumulate needs a YOLOOptimWrapper, '
                             f'got {type(wrapper).__name__}')
@@ -139,16 +137,14 @@ class YOLOParamSchedulerHook(Hook):
         it, lf = runner.iter, self.lr_lambda(self.progress(runner))
         warm = it <= self.warmup_iters
         if self.warmup_accumulate:
-            wrapper = runner.optim_wrapper
-            if warm and not wrapper.fixed_accumulation:
-                nominal = wrapper.nominal_accumulation
-                wrapper.set_accumulation(max(1, round(float(np.interp(it, [0, self.warmup_iters], [1, nominal])))))
-            else:
-                wrapper.set_accumulation(wrapper.nominal_accumulation)
+            nominal = self._decision.accumulate
+            if warm and self._decision.ramp_accumulation:
+                nominal = max(1, round(float(np.interp(it, [0, self.warmup_iters], [1, nominal]))))
+            runner.optim_wrapper.set_accumulation(nominal)
         for group in runner.optim_wrapper.param_groups:
             target = group['yolo_initial_lr'] * lf
             if warm:
-                start = self.warmup_bias_lr if group.get('yolo_bias') else 0.0
+                start = self._bias_lr if group.get('yolo_bias') else 0.0
                 group['lr'] = float(np.interp(it, [0, self.warmup_iters], [start, target]))
                 if 'yolo_initial_momentum' in group:
                     group['momentum'] = float(np.interp(it, [0, self.warmup_iters],

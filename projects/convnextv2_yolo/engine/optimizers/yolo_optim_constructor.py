@@ -35,11 +35,11 @@ class YOLOOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     is written in the optimizer config.
 
     ``optimizer=dict(type='auto', weight_decay=5e-4)`` is the reference's
-    ``optimizer=auto``: the choice between AdamW and MuSGD is made by the wrapper
-    once the dataset size and schedule are known
-    (:meth:`YOLOGradAccumulation.resolve_auto_optimizer`, called by
-    ``YOLOParamSchedulerHook`` before training); until then the groups sit in
-    a placeholder SGD.
+    ``optimizer=auto``: the wrapper is told so (``auto_optimizer=True``, part of
+    its :class:`~.optimizer_decision.OptimizerPolicy`) and the groups sit in a
+    placeholder SGD until the decision (``decide_optimizer``, made by
+    ``YOLOParamSchedulerHook`` before the run, when the dataset size and the
+    schedule are known) replaces it by AdamW or MuSGD.
 
     ``paramwise_cfg`` accepts only ``nominal_batch_size`` (default 64).
     ``optimizer.batch_size_per_gpu`` (older configs) is ignored with a warning.

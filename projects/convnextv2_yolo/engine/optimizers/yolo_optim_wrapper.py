@@ -1,215 +1,162 @@
 """Gradient accumulation of the reference trainer on mmengine's optimizer wrappers."""
-from typing import Optional
+import dataclasses
+import logging
+from typing import FrozenSet, Optional
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-from mmdet.registry import OPTIM_WRAPPERS
+from mmdet.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
-from .musgd import MuSGD, musgd_param_groups
+from .musgd import musgd_param_groups
+from .optimizer_decision import (MUSGD_BOOSTED_PREFIX, MUSGD_LR_BOOST, OptimizerChoice, OptimizerDecision,
+                                 OptimizerPolicy)
+
+# key of the decision's choice in the wrapper's state dict (so in checkpoints' `optimizer`)
+CHOICE_KEY = 'yolo_optimizer_choice'
 
 
 class YOLOGradAccumulation:
-    """Mixin: the reference's gradient accumulation, derived from the real batch.
+    """Mixin: the reference's gradient accumulation and optimizer choice, applied from a decision.
 
-    Follows ``ultralytics/engine/trainer.py`` (``_setup_train``, ``_do_train``,
-    ``optimizer_step``):
+    Follows ``ultralytics/engine/trainer.py`` (``_setup_train``, ``_do_train``, ``optimizer_step``).
+    The wrapper's arguments are the config's :class:`OptimizerPolicy`; the decision
+    (:func:`~.optimizer_decision.decide_optimizer`, made once the run is known by
+    ``YOLOParamSchedulerHook.before_run``) is handed over by :meth:`apply_decision`, which
 
-    - ``accumulate = max(round(nominal_batch_size / total_batch), 1)``, where
-      ``total_batch`` is the training data loader's batch size times the world
-      size, told to the wrapper by :meth:`set_total_batch_size` (called by
-      ``YOLOParamSchedulerHook.before_train``), so changing
+    - replaces the optimizer when the decision says so (``optimizer=dict(type='auto')``, for which
+      ``YOLOOptimWrapperConstructor`` built a placeholder, or an explicit ``type='MuSGD'`` regrouped
+      as the reference's) over the constructor's parameter groups;
+    - sets the accumulation ``accumulate = max(round(nominal_batch_size / total_batch), 1)``
+      (``total_batch``: the training loader's batch size x world size), so changing
       ``train_dataloader.batch_size`` alone keeps the nominal batch of 64;
-    - the decay group's weight decay is ``base * total_batch * accumulate /
-      nominal_batch_size`` (groups tagged ``yolo_base_weight_decay`` by
-      ``YOLOOptimWrapperConstructor``);
-    - the optimizer steps once ``accumulate`` backward passes have happened
-      since the last step; the accumulation may change during training
-      (:meth:`set_accumulation`, e.g. the reference's warmup ramp 1 ->
-      nominal);
-    - gradients of the accumulated batches are **summed** as in the reference
-      (``sum_accumulated_grads=True``), whereas mmengine divides each loss by
-      the accumulation count (``False`` restores mmengine's average).
+    - scales the decay group's weight decay to ``base * total_batch * accumulate /
+      nominal_batch_size`` (groups tagged ``yolo_base_weight_decay`` by the constructor).
 
+    Stepping before a decision raises. The optimizer steps once ``accumulate`` backward passes have
+    happened since the last step; the accumulation may change during training
+    (:meth:`set_accumulation`, e.g. the reference's warmup ramp 1 -> nominal). Gradients of the
+    accumulated batches are **summed** as in the reference (``sum_accumulated_grads=True``), whereas
+    mmengine divides each loss by the accumulation count (``False`` restores mmengine's average).
     :attr:`num_updates` counts optimizer steps (``YOLOEMAHook`` reads it).
 
-    With ``auto_optimizer=True`` (``optimizer=dict(type='auto')`` in
-    ``YOLOOptimWrapperConstructor``) the optimizer is chosen by
-    :meth:`resolve_auto_optimizer` before training, as the reference's
-    ``optimizer=auto`` (``BaseTrainer.build_optimizer``).
-
-    A :class:`MuSGD` given explicitly (``optimizer=dict(type='MuSGD')`` with
-    ``YOLOOptimWrapperConstructor``, whose groups have no ``use_muon``) is
-    regrouped as the reference's by :meth:`group_musgd` before the run
-    (``YOLOParamSchedulerHook.before_run``); stepping before that raises.
+    The decision's :class:`OptimizerChoice` is saved with the optimizer state (key
+    ``yolo_optimizer_choice``); a resumed run restores it (:meth:`load_state_dict`).
 
     Args:
-        accumulative_counts (int, optional): Fixed accumulation; ``None``
-            (default) derives it from the batch as above.
+        accumulative_counts (int, optional): Fixed accumulation; ``None`` (default) derives it from
+            the batch as above.
         nominal_batch_size (int): The reference's ``nbs``. Defaults to 64.
-        sum_accumulated_grads (bool): Sum (reference) or average (mmengine)
-            the gradients of accumulated batches. Defaults to True.
-        auto_optimizer (bool): The optimizer is a placeholder to be replaced
-            by :meth:`resolve_auto_optimizer`. Defaults to False.
-        auto_large_optimizer (str): The automatic choice above 10,000
-            iterations: ``'MuSGD'`` (ultralytics 8.4, default) or ``'SGD'``
-            (8.3: SGD lr 0.01, momentum 0.9, Nesterov).
-        **kwargs: Arguments of the wrapped mmengine optimizer wrapper
-            (``optimizer``, ``clip_grad``, AMP settings).
+        sum_accumulated_grads (bool): Sum (reference) or average (mmengine) the gradients of
+            accumulated batches. Defaults to True.
+        auto_optimizer (bool): The optimizer is a placeholder for ``optimizer=dict(type='auto')``
+            (set by ``YOLOOptimWrapperConstructor``). Defaults to False.
+        auto_large_optimizer (str): The automatic choice above 10,000 iterations: ``'MuSGD'``
+            (ultralytics 8.4, default) or ``'SGD'`` (8.3: SGD lr 0.01, momentum 0.9, Nesterov).
+        **kwargs: Arguments of the wrapped mmengine optimizer wrapper (``optimizer``, ``clip_grad``,
+            AMP settings).
 
     Raises:
-        RuntimeError: ``update_params`` before the batch size was set, or
-            before an explicit MuSGD was regrouped.
-        ValueError: an unknown ``auto_large_optimizer``.
+        ValueError: an invalid policy (see :class:`OptimizerPolicy`).
+        RuntimeError: ``update_params`` before a decision.
     """
-
-    # the reference's optimizer=auto: MuSGD (8.3: SGD) above this many iterations, else AdamW
-    AUTO_SGD_MIN_ITERATIONS = 10000
-    AUTO_LARGE_OPTIMIZERS = ('MuSGD', 'SGD')
-    # parameters whose LR MuSGD multiplies by 3: the head's class branch (the reference's Detect.cv3)
-    MUSGD_BOOSTED_PREFIX = 'bbox_head.cls_convs.'
 
     def __init__(self, *args, accumulative_counts: Optional[int] = None, nominal_batch_size: int = 64,
                  sum_accumulated_grads: bool = True, auto_optimizer: bool = False,
                  auto_large_optimizer: str = 'MuSGD', **kwargs) -> None:
-        if accumulative_counts is not None and (not isinstance(accumulative_counts, int)
-                                                or accumulative_counts < 1):
-            raise ValueError(f'{type(self).__name__}: accumulative_counts must be a positive int or None '
-                             f'(derived from the batch size), got {accumulative_counts!r}')
-        if nominal_batch_size < 1:
-            raise ValueError(f'{type(self).__name__}: nominal_batch_size must be >= 1, got {nominal_batch_size}')
-        if auto_large_optimizer not in self.AUTO_LARGE_OPTIMIZERS:
-            raise ValueError(f'{type(self).__name__}: optim_wrapper.auto_large_optimizer must be one of '
-                             f'{self.AUTO_LARGE_OPTIMIZERS}, got {auto_large_optimizer!r}')
+        self.policy = OptimizerPolicy(auto_optimizer, accumulative_counts, nominal_batch_size, auto_large_optimizer)
         super().__init__(*args, accumulative_counts=accumulative_counts or 1, **kwargs)
-        self.fixed_accumulation = accumulative_counts
-        self.nominal_batch_size = nominal_batch_size
         self.sum_accumulated_grads = sum_accumulated_grads
-        self.total_batch_size: Optional[int] = None
-        self.nominal_accumulation = accumulative_counts or 1
+        self.decision: Optional[OptimizerDecision] = None
         self.num_updates = 0
         self._last_update_count = 0
-        self.auto_optimizer = auto_optimizer
-        self.auto_choice: Optional[str] = None
-        self.auto_large_optimizer = auto_large_optimizer
-        groups = self.optimizer.param_groups
-        # an explicit MuSGD from YOLOOptimWrapperConstructor (tagged groups, none for Muon) awaits group_musgd
-        self.musgd_groups_pending = (isinstance(self.optimizer, MuSGD) and not any(g['use_muon'] for g in groups)
-                                     and any(k.startswith('yolo_') for g in groups for k in g))
+        # the constructor's groups (parameters, weight decay, yolo_* tags): what a chosen optimizer is built over
+        self._source_groups = [{k: v for k, v in g.items() if k in ('params', 'weight_decay') or k.startswith('yolo_')}
+                               for g in self.optimizer.param_groups]
+        self._boosted: Optional[FrozenSet[int]] = None  # ids of the class branch's parameters (MuSGD LR x 3)
 
-    # ------------------------------------------------------------ set-up
-    def set_total_batch_size(self, total_batch_size: int) -> None:
-        """Derive the accumulation and weight decay from the real batch.
+    # ------------------------------------------------------------ the decision
+    def apply_decision(self, decision: OptimizerDecision, model: Optional[nn.Module] = None) -> str:
+        """Build the decided optimizer, set the accumulation and scale the weight decay.
 
         Args:
-            total_batch_size (int): Images per optimizer iteration over all
-                processes (loader batch size x world size).
-        """
-        if total_batch_size < 1:
-            raise ValueError(f'{type(self).__name__}: total batch size must be >= 1, got {total_batch_size}')
-        accumulate = self.fixed_accumulation or max(round(self.nominal_batch_size / total_batch_size), 1)
-        self.total_batch_size = int(total_batch_size)
-        self.nominal_accumulation = accumulate
-        self.set_accumulation(accumulate)
-        scale = total_batch_size * accumulate / self.nominal_batch_size
-        for group in self.optimizer.param_groups:
-            if 'yolo_base_weight_decay' in group:
-                group['weight_decay'] = group['yolo_base_weight_decay'] * scale
-
-    def _plain_groups(self) -> list:
-        """The groups' parameters, weight decay and ``yolo_*`` tags (the rest is the new optimizer's default)."""
-        return [{k: v for k, v in g.items() if k in ('params', 'weight_decay') or k.startswith('yolo_')}
-                for g in self.optimizer.param_groups]
-
-    def _musgd(self, model: Optional[nn.Module], **defaults) -> MuSGD:
-        """A MuSGD over the current parameters with the reference's groups (see :func:`musgd_param_groups`)."""
-        if model is None:
-            raise TypeError(f'{type(self).__name__}: MuSGD needs the model to find its class branch '
-                            f'({self.MUSGD_BOOSTED_PREFIX}*, LR x 3)')
-        if is_model_wrapper(model):
-            model = model.module
-        boosted = {id(p) for n, p in model.named_parameters() if n.startswith(self.MUSGD_BOOSTED_PREFIX)}
-        lr = defaults.get('lr', 0.01)
-        return MuSGD(musgd_param_groups(self._plain_groups(), boosted, lr), **defaults)
-
-    def group_musgd(self, model: nn.Module) -> str:
-        """Rebuild an explicit :class:`MuSGD` with the reference's groups (Muon for 2-D/4-D parameters,
-        the class branch at LR x 3), keeping its settings (lr, momentum, nesterov, muon, sgd).
-
-        Args:
-            model (nn.Module): The trained model (its ``bbox_head.cls_convs`` parameters get LR x 3).
+            decision (OptimizerDecision): The run's decision.
+            model (nn.Module, optional): The trained model; needed when the choice has the reference's
+                MuSGD groups (its ``bbox_head.cls_convs`` parameters get LR x 3).
 
         Returns:
             str: A one-line description (for the log).
 
         Raises:
             RuntimeError: the optimizer already stepped.
+            TypeError: MuSGD groups are chosen and no model was given.
         """
         if self.num_updates:
-            raise RuntimeError(f'{type(self).__name__}: cannot regroup MuSGD after it stepped')
-        defaults = {k: v for k, v in self.optimizer.defaults.items() if k not in ('use_muon', 'weight_decay')}
-        self.optimizer = self._musgd(model, **defaults)
-        self._reset_base_settings()
-        self.musgd_groups_pending = False
-        return f'MuSGD({defaults}) with the reference groups ({self._group_sizes()})'
+            raise RuntimeError(f'{type(self).__name__}: cannot change the optimizer decision after a step')
+        if model is not None:
+            model = model.module if is_model_wrapper(model) else model
+            self._boosted = frozenset(id(p) for n, p in model.named_parameters()
+                                      if n.startswith(MUSGD_BOOSTED_PREFIX))
+        if decision.choice.settings:
+            self._build_optimizer(decision.choice)
+        self.decision = decision
+        self.set_accumulation(decision.accumulate)
+        self._scale_weight_decay()
+        groups = ', '.join(f"{len(g['params'])} {'muon' if g.get('use_muon') else 'sgd'}"
+                           f"(lr x{g.get('yolo_lr_scale', 1)}, decay {g['weight_decay']:g})"
+                           for g in self.optimizer.param_groups) if decision.choice.reference_groups else ''
+        return decision.describe() + (f'; groups {groups}' if groups else '')
 
-    def _group_sizes(self) -> str:
-        return ', '.join(f"{len(g['params'])} {'muon' if g.get('use_muon') else 'sgd'}"
-                         f"(lr x{g.get('yolo_lr_scale', 1)}, decay {g['weight_decay']:g})"
-                         for g in self.optimizer.param_groups)
-
-    def _reset_base_settings(self) -> None:
+    def _build_optimizer(self, choice: OptimizerChoice) -> None:
+        settings = dict(choice.settings)
+        groups = [dict(g) for g in self._source_groups]
+        if choice.reference_groups:
+            if self._boosted is None:
+                raise TypeError(f'{type(self).__name__}: MuSGD needs the model to find its class branch '
+                                f'({MUSGD_BOOSTED_PREFIX}*, LR x {MUSGD_LR_BOOST:g})')
+            groups = musgd_param_groups(groups, self._boosted, settings.get('lr', 0.01), boost=MUSGD_LR_BOOST)
+        self.optimizer = OPTIMIZERS.get(choice.name)(groups, **settings)
         if self.base_param_settings is not None:  # mmengine's record of the base LR (logged as base_lr)
             self.base_param_settings = {'params': torch.tensor([0.0]), **self.optimizer.defaults}
 
-    def resolve_auto_optimizer(self, iterations: int, num_classes: int, model: Optional[nn.Module] = None) -> str:
-        """Replace the placeholder optimizer by the reference's automatic choice.
+    def _scale_weight_decay(self) -> None:
+        scale = self.decision.weight_decay_scale
+        for group in self.optimizer.param_groups:
+            if 'yolo_base_weight_decay' in group:
+                group['weight_decay'] = group['yolo_base_weight_decay'] * scale
 
-        ``iterations = ceil(dataset size / max(total batch, nominal batch)) x
-        epochs``; above 10,000 it is (``auto_large_optimizer``) :class:`MuSGD`
-        (ultralytics 8.4: lr 0.01, momentum 0.9, Nesterov, muon 0.2, sgd 1.0;
-        2-D/4-D parameters in a Muon group with the weights' decay, the class
-        branch ``bbox_head.cls_convs`` at LR x 3 in every group) or SGD (8.3:
-        lr 0.01, momentum 0.9, Nesterov), otherwise AdamW with lr
-        ``round(0.002 * 5 / (4 + num_classes), 6)`` and betas (0.9, 0.999). The
-        parameter groups' weight decay tags are kept. The reference also sets
-        the warmup bias LR to 0 for either choice (``YOLOParamSchedulerHook`` does).
+    def state_dict(self) -> dict:
+        """mmengine's state dict with the decision's choice (``yolo_optimizer_choice``)."""
+        state = super().state_dict()
+        if self.decision is not None:
+            state[CHOICE_KEY] = self.decision.choice.to_dict()
+        return state
 
-        Args:
-            iterations (int): Optimizer iterations as the reference counts them.
-            num_classes (int): Classes of the dataset.
-            model (nn.Module, optional): The trained model; needed for MuSGD.
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state (mmengine's resume); the saved choice is restored.
 
-        Returns:
-            str: A one-line description of the choice (for the log).
-
-        Raises:
-            RuntimeError: the wrapper was not built with ``auto_optimizer``, or
-                the optimizer already stepped.
-            TypeError: MuSGD is chosen and ``model`` is None.
+        When the rule decided another optimizer for this run than the checkpoint was trained with
+        (e.g. ``max_epochs`` raised past 10,000 iterations under ``optimizer=auto``), the checkpoint's
+        choice is re-applied, with a warning, so that its state loads into the optimizer it came from;
+        the accumulation and weight decay follow this run's batch, as the reference's ``_setup_train``.
         """
-        if not self.auto_optimizer:
-            raise RuntimeError(f"{type(self).__name__}: the optimizer is not 'auto'")
-        if self.num_updates:
-            raise RuntimeError(f'{type(self).__name__}: cannot replace the optimizer after it stepped')
-        groups = self._plain_groups()
-        large = f'{iterations} iterations > {self.AUTO_SGD_MIN_ITERATIONS}'
-        if iterations > self.AUTO_SGD_MIN_ITERATIONS and self.auto_large_optimizer == 'MuSGD':
-            self.optimizer = self._musgd(model, lr=0.01, momentum=0.9, nesterov=True, muon=0.2, sgd=1.0)
-            choice = (f'MuSGD(lr=0.01, momentum=0.9, muon=0.2, sgd=1.0) for {large} (ultralytics 8.4; '
-                      f"auto_large_optimizer='SGD' for 8.3's SGD): {self._group_sizes()}")
-        elif iterations > self.AUTO_SGD_MIN_ITERATIONS:
-            self.optimizer = torch.optim.SGD(groups, lr=0.01, momentum=0.9, nesterov=True)
-            choice = f"SGD(lr=0.01, momentum=0.9) for {large} (auto_large_optimizer='SGD', ultralytics 8.3)"
-        else:
-            lr = round(0.002 * 5 / (4 + num_classes), 6)
-            self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
-            choice = (f'AdamW(lr={lr}, momentum=0.9) for {iterations} iterations <= '
-                      f'{self.AUTO_SGD_MIN_ITERATIONS} ({num_classes} classes)')
-        self._reset_base_settings()
-        self.auto_choice = choice
-        return choice
+        state_dict = dict(state_dict)
+        saved = state_dict.pop(CHOICE_KEY, None)
+        if saved is not None and self.decision is not None:
+            choice = OptimizerChoice.from_dict(saved)
+            if choice != self.decision.choice and not choice.settings:
+                raise RuntimeError(f'{type(self).__name__}: the checkpoint was trained with {choice.reason}, this run '
+                                   f'decides {self.decision.choice.reason}: resume with the checkpoint\'s optimizer')
+            if choice != self.decision.choice:
+                print_log(f'{type(self).__name__}: resuming with the checkpoint\'s optimizer ({choice.reason}) '
+                          f'instead of this run\'s decision ({self.decision.choice.reason})',
+                          logger='current', level=logging.WARNING)
+                self.apply_decision(dataclasses.replace(self.decision, choice=choice))
+        super().load_state_dict(state_dict)
+        if self.decision is not None:  # this run's batch (the loaded groups hold the checkpoint's)
+            self._scale_weight_decay()
 
     def set_accumulation(self, accumulate: int) -> None:
         """Number of backward passes per optimizer step from now on."""
@@ -218,23 +165,25 @@ class YOLOGradAccumulation:
             self._remainder_counts = self._max_counts % self._accumulative_counts
 
     def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
-        """mmengine's count set-up; accumulation restarts at ``init_counts``."""
-        super().initialize_count_status(model, init_counts, max_counts)
+        """mmengine's count set-up; accumulation restarts at ``init_counts``.
+
+        mmengine's warnings (a resumed count not divisible by the accumulation, BatchNorm under
+        accumulation) concern its fixed-period accumulation, not the reference's, and are left out.
+        """
+        self._inner_count = init_counts
+        self._max_counts = max_counts
+        self._remainder_counts = max_counts % self._accumulative_counts
         self._last_update_count = init_counts
 
     # ------------------------------------------------------------ stepping
     def update_params(self, loss: torch.Tensor, step_kwargs: Optional[dict] = None,
                       zero_kwargs: Optional[dict] = None) -> None:
-        if self.total_batch_size is None:
+        if self.decision is None:
             raise RuntimeError(
-                f'{type(self).__name__}: the training batch size is unknown, so the gradient accumulation and '
-                'weight decay cannot be derived; YOLOParamSchedulerHook sets it before training (keep it in '
-                'default_hooks.param_scheduler) or call set_total_batch_size(batch x world size)')
-        if self.musgd_groups_pending:
-            raise RuntimeError(
-                f"{type(self).__name__}: optim_wrapper.optimizer type='MuSGD' still has the constructor's groups "
-                '(no Muon group); YOLOParamSchedulerHook regroups it before the run (keep it in '
-                'default_hooks.param_scheduler) or call group_musgd(model)')
+                f'{type(self).__name__}: no optimizer decision yet (the training batch size is unknown, so the '
+                'optimizer, gradient accumulation and weight decay are not settled); YOLOParamSchedulerHook makes '
+                'it before the run (keep it in default_hooks.param_scheduler) or call apply_decision(decide_optimizer'
+                '(wrapper.policy, wrapper.optimizer, TrainingRun(batch x world size)))')
         super().update_params(loss, step_kwargs=step_kwargs, zero_kwargs=zero_kwargs)
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:

@@ -133,7 +133,7 @@ class MuSGD(torch.optim.Optimizer):
     muon 0.5, sgd 0.5). :func:`musgd_param_groups` builds the reference's
     groups; with ``YOLOOptimWrapperConstructor`` a config's
     ``optimizer=dict(type='MuSGD')`` is regrouped by ``YOLOParamSchedulerHook``
-    before the run (``YOLOGradAccumulation.group_musgd``).
+    before the run (``decide_optimizer``, applied by ``YOLOGradAccumulation.apply_decision``).
 
     Args:
         params (Iterable): Parameters or param-group dicts (keys: ``lr``,
@@ -217,7 +217,7 @@ def musgd_param_groups(param_groups: Sequence[dict], boosted: Set[int], lr: floa
     Every parameter with 2 or 4 dimensions leaves its group for one Muon group
     (``use_muon=True``, weight decay ``decay``, tagged
     ``yolo_base_weight_decay=decay`` so the batch-size scaling of
-    ``YOLOGradAccumulation.set_total_batch_size`` applies); the other groups
+    ``YOLOGradAccumulation.apply_decision`` applies); the other groups
     keep their keys (``weight_decay``, ``yolo_*`` tags). Each group is then
     split into its ordinary parameters (``lr``) and the ``boosted`` ones (the
     head's class branch, ``cv3`` in the reference: ``lr * boost``, tagged

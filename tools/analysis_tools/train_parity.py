@@ -120,6 +120,7 @@ def run(cmd: List[str], log_file: str, env: Optional[dict] = None) -> dict:
     Raises:
         RuntimeError: non-zero exit, with the end of the log.
     """
+    from convnextv2_yolo.utils.reference_driver import read_result
     with open(log_file, 'w') as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     with open(log_file, errors='replace') as f:
@@ -128,12 +129,6 @@ def run(cmd: List[str], log_file: str, env: Optional[dict] = None) -> dict:
         raise RuntimeError(f'{cmd[1] if len(cmd) > 1 else cmd[0]} failed (exit {proc.returncode}); '
                            f'the end of {log_file}:\n{text[-3000:]}')
     return read_result(text) or {}
-
-
-def read_result(text: str) -> Optional[dict]:
-    """The last ``RESULT {json}`` line ``ultralytics_driver.py`` printed in ``text``, parsed (None if none)."""
-    results = [line[7:] for line in text.splitlines() if line.startswith('RESULT ')]
-    return json.loads(results[-1]) if results else None
 
 
 def thread_env(threads: int) -> dict:

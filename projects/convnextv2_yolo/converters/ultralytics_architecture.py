@@ -1,4 +1,6 @@
-"""Weights alone do not fix the computation: a pickled model also records its
+"""The module tree of a pickled reference (Ultralytics) model compared with ours.
+
+Weights alone do not fix the computation: a pickled model also records its
 module classes and settings, and those are checked before any key mapping:
 
 1. the top-level layer classes must be YOLO11's or YOLOv8's sequence, each
@@ -19,8 +21,6 @@ module classes and settings, and those are checked before any key mapping:
    attributes present on both sides are compared (BatchNorm momentum and
    ``inplace`` are not: they do not change the converted model's outputs).
    All differences are reported in one ``architecture mismatch at ...``.
-
-A plain state dict has no classes: it is checked by keys and shapes only and
 """
 import math
 import numbers

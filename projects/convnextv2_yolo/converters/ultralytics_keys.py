@@ -1,11 +1,7 @@
-"""   All differences are reported in one ``architecture mismatch at ...``.
+"""Key mapping of the reference's (Ultralytics) YOLO11 / YOLOv8 checkpoints to our modules.
 
-A plain state dict has no classes: it is checked by keys and shapes only and
-the result says so (``meta['architecture_verified']`` False, a note).
-
-Key mapping of the reference (Ultralytics) YOLO11 / YOLOv8 to our modules (reference layer index -> our module; inside a layer the names
-are identical, e.g. ``model.6.m.0.m.1.cv2.bn.weight`` ->
-``backbone.stage3.1.m.0.m.1.cv2.bn.weight``):
+Reference layer index -> our module; inside a layer the names are identical, e.g.
+``model.6.m.0.m.1.cv2.bn.weight`` -> ``backbone.stage3.1.m.0.m.1.cv2.bn.weight``:
 
 =========================  =======  =======
 ours                       yolo11   yolov8
@@ -30,8 +26,6 @@ bbox_head                  23       22
 yolov8 are Upsample / Concat, without weights). Inside the Detect layer:
 ``cv2.{i}`` -> ``reg_convs.{i}``, ``cv3.{i}`` -> ``cls_convs.{i}``,
 ``dfl.conv.weight`` -> ``dfl.conv.weight``.
-
-Example::
 """
 import re
 from collections import OrderedDict

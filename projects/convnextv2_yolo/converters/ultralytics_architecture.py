@@ -31,10 +31,11 @@ import torch
 
 from .errors import ArchitectureError
 from .ultralytics_keys import LAYER_MAPS
-from .ultralytics_layers import (_DEFAULT_ACTIVATION, ARCH_LABELS, ATTR_RENAMES, CHILD_RENAMES, LAYER_INPUTS,
+from .ultralytics_layers import (ARCH_LABELS, ATTR_RENAMES, CHILD_RENAMES, DEFAULT_ACTIVATION, LAYER_INPUTS,
                                  LAYER_SEQUENCES, REFERENCE_ONLY_ATTRS, SIZE_ATTRS, STRUCTURE_ATTRS,
-                                 UPSAMPLE_MODULE, Mismatch, _class_mismatch, _short, check_layer_sequence,
-                                 expected_reference_class, pickled_class_name, reference_layers, same_class)
+                                 UPSAMPLE_MODULE, Mismatch, check_layer_sequence, class_mismatch,
+                                 expected_reference_class, pickled_class_name, reference_layers, same_class,
+                                 short_class_name)
 
 
 def _plain(value: Any) -> Any:
@@ -143,7 +144,7 @@ def children_mismatches(ref: Any, ours: torch.nn.Module, path: str, ref_class: s
     for name, child in _children(ref).items():
         our_name = (renames or {}).get(name, name)
         if our_name not in our_children:
-            out.append(Mismatch(f'{path}.{name}', _short(pickled_class_name(child)), 'no such sub-module',
+            out.append(Mismatch(f'{path}.{name}', short_class_name(pickled_class_name(child)), 'no such sub-module',
                                 name.isdigit()))
         else:
             out.extend(module_mismatches(child, our_children[our_name], f'{path}.{name}'))
@@ -151,7 +152,7 @@ def children_mismatches(ref: Any, ours: torch.nn.Module, path: str, ref_class: s
     for our_name, child in our_children.items():
         name = inverse.get(our_name, our_name)
         if name not in ref_children:
-            out.append(Mismatch(f'{path}.{name}', 'missing', _short(expected_reference_class(child)),
+            out.append(Mismatch(f'{path}.{name}', 'missing', short_class_name(expected_reference_class(child)),
                                 name.isdigit()))
     return out
 
@@ -173,8 +174,8 @@ def module_mismatches(ref: Any, ours: torch.nn.Module, path: str) -> List[Mismat
     """
     found, expected = pickled_class_name(ref), expected_reference_class(ours)
     if not same_class(found, expected):
-        return [_class_mismatch(path, found, expected)]
-    ref_class = _short(expected)
+        return [class_mismatch(path, found, expected)]
+    ref_class = short_class_name(expected)
     return (hook_mismatches(ref, path) + attribute_mismatches(ref, ours, path, ref_class)
             + children_mismatches(ref, ours, path, ref_class))
 
@@ -183,7 +184,7 @@ def yaml_mismatches(yaml: Any) -> List[Mismatch]:
     """A model-wide activation other than SiLU in the reference's yaml (the
     file's build recipe; it is optional, and absent means SiLU)."""
     activation = yaml.get('activation') if isinstance(yaml, Mapping) else None
-    if activation is None or _DEFAULT_ACTIVATION.match(str(activation).replace(' ', '')):
+    if activation is None or DEFAULT_ACTIVATION.match(str(activation).replace(' ', '')):
         return []
     return [Mismatch('yaml.activation', str(activation), 'nn.SiLU() (or no entry)')]
 
@@ -239,8 +240,8 @@ def architecture_mismatches(reference: Any, model: torch.nn.Module, arch: str) -
         out += input_mismatches(layer, index, arch)
         if our_name is None:  # Concat: no module of ours, only its settings
             out += (hook_mismatches(layer, path)
-                    + attribute_mismatches(layer, None, path, _short(pickled_class_name(layer)))
-                    + [Mismatch(f'{path}.{name}', _short(pickled_class_name(child)), 'no such sub-module')
+                    + attribute_mismatches(layer, None, path, short_class_name(pickled_class_name(layer)))
+                    + [Mismatch(f'{path}.{name}', short_class_name(pickled_class_name(child)), 'no such sub-module')
                        for name, child in _children(layer).items()])
         else:
             out += module_mismatches(layer, model.get_submodule(our_name), path)

@@ -72,7 +72,7 @@ ATTR_RENAMES = {
 # computation corresponds to (newer SPPF: ``n`` poolings, optional residual).
 REFERENCE_ONLY_ATTRS = {'SPPF': {'n': 3, 'add': False}, 'Concat': {'d': 1}}
 # The model-wide activation of the reference's yaml (absent: SiLU).
-_DEFAULT_ACTIVATION = re.compile(r'^((torch\.)?nn\.)?SiLU(\(.*\))?$')
+DEFAULT_ACTIVATION = re.compile(r'^((torch\.)?nn\.)?SiLU(\(.*\))?$')
 _CLASS_HINTS = {('C3k', 'Bottleneck'): 'a C3k2 built with c3k=True where our config has c3k=False',
                 ('Bottleneck', 'C3k'): 'a C3k2 built with c3k=False where our config has c3k=True'}
 MAX_REPORTED = 5
@@ -146,7 +146,8 @@ def same_class(found: str, expected: str) -> bool:
             and expected_module.startswith(REFERENCE_PACKAGE + '.'))
 
 
-def _short(name: str) -> str:
+def short_class_name(name: str) -> str:
+    """'Class' of 'package.module.Class'."""
     return name.rpartition('.')[2]
 
 
@@ -156,14 +157,14 @@ def _known_family(name: str) -> bool:
             or module.startswith(REFERENCE_PACKAGE + '.'))
 
 
-def _class_mismatch(path: str, found: str, expected: str) -> Mismatch:
+def class_mismatch(path: str, found: str, expected: str) -> Mismatch:
     """Short class names where they tell the classes apart (and the found
     one lives in torch.nn / ultralytics.nn.modules), full names otherwise."""
-    if _short(found) != _short(expected) and _known_family(found):
-        found_label, expected_label = _short(found), _short(expected)
+    if short_class_name(found) != short_class_name(expected) and _known_family(found):
+        found_label, expected_label = short_class_name(found), short_class_name(expected)
     else:
         found_label, expected_label = found, expected
-    hint = _CLASS_HINTS.get((_short(found), _short(expected)))
+    hint = _CLASS_HINTS.get((short_class_name(found), short_class_name(expected)))
     return Mismatch(path, found_label, f'{expected_label} ({hint})' if hint else expected_label)
 
 
@@ -196,9 +197,10 @@ def _first_difference(names: List[str], arch: str) -> str:
     expected = LAYER_SEQUENCES[arch]
     for i, (found, short) in enumerate(zip(names, expected)):
         if not same_class(found, reference_class_name(short)):
-            return f'model.{i} is {_short(found)} where {ARCH_LABELS[arch]} has {short}'
+            return f'model.{i} is {short_class_name(found)} where {ARCH_LABELS[arch]} has {short}'
     if len(names) > len(expected):
-        return f'model.{len(expected)} ({_short(names[len(expected)])}) follows the last {ARCH_LABELS[arch]} layer'
+        extra = short_class_name(names[len(expected)])
+        return f'model.{len(expected)} ({extra}) follows the last {ARCH_LABELS[arch]} layer'
     return f'it ends after model.{len(names) - 1}, {ARCH_LABELS[arch]} has {len(expected)} layers'
 
 
@@ -220,7 +222,7 @@ def describe_layer_sequence(names: List[str]) -> str:
     for i, name in enumerate(names):
         if not any(same_class(name, k) for k in known):
             foreign.setdefault(name, []).append(i)
-    parts = [f"{_short(name)} ({name}) at {', '.join(f'model.{i}' for i in where)}"
+    parts = [f"{short_class_name(name)} ({name}) at {', '.join(f'model.{i}' for i in where)}"
              for name, where in foreign.items()]
     if parts:
         parts[-1] += ': not a YOLO11 or YOLOv8 layer class'

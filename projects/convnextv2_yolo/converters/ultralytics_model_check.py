@@ -173,8 +173,8 @@ def infer_scale(state_dict: Mapping[str, torch.Tensor], arch: str, num_classes: 
     return find_scale(state_dict, None, arch, num_classes, cls_channels_of(state_dict))
 
 
-def _other_scale_hint(state_dict: Mapping[str, torch.Tensor], reference: Any, arch: str, scale: str,
-                      num_classes: int, cls_channels: Optional[int] = None) -> str:
+def other_scale_hint(state_dict: Mapping[str, torch.Tensor], reference: Any, arch: str, scale: str,
+                     num_classes: int, cls_channels: Optional[int] = None) -> str:
     """'; it fits yolo11-n' when another scale fits the checkpoint entirely."""
     for other in SCALES:
         if other == scale:

@@ -23,7 +23,7 @@ from .errors import ArchitectureError, ConversionError
 from .ultralytics_checkpoint import load_reference_checkpoint
 from .ultralytics_keys import ARCHS, SCALES, cls_channels_of, convert_state_dict, detect_arch, num_classes_of
 from .ultralytics_layers import ARCH_LABELS, check_layer_sequence
-from .ultralytics_model_check import _other_scale_hint, check_against_config, config_path, find_scale
+from .ultralytics_model_check import check_against_config, config_path, find_scale, other_scale_hint
 
 
 def _architecture_note(reference: Any, check: bool) -> Optional[str]:
@@ -102,7 +102,7 @@ def convert(src: str, dst: Optional[str] = None, arch: Optional[str] = None,
             try:
                 check_against_config(state_dict, reference, arch, scale, num_classes, cls_channels)
             except ArchitectureError as e:
-                hint = _other_scale_hint(state_dict, reference, arch, scale, num_classes, cls_channels)
+                hint = other_scale_hint(state_dict, reference, arch, scale, num_classes, cls_channels)
                 raise ArchitectureError(f'{e}{hint}') from None
     meta = dict(source=osp.basename(src), converted_by='tools/model_converters/ultralytics_to_mmdet.py',
                 arch=arch, scale=scale, num_classes=num_classes, cls_channels=cls_channels,

@@ -8,21 +8,16 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'projects'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
-
 
 def init(args):
-    import convnextv2_yolo  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from ultralytics_to_mmdet import config_path, reference_key
+
+    from convnextv2_yolo.converters import config_path, reference_key
     init_default_scope('mmdet')
     cfg = Config.fromfile(config_path('yolo11', 'n'))
     cfg.model.bbox_head.num_classes = args.nc

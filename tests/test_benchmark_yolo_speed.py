@@ -1,30 +1,24 @@
 """Smoke test of tools/analysis_tools/benchmark_yolo_speed.py at a tiny size."""
-import importlib.util
 import json
-import os.path as osp
 import sys
 
 import pytest
 
+from _subprocess import PY, run_tool
+
 pytest.importorskip('mmcv.ops')
 
 
-def test_benchmark_runs_and_writes_json(repo_root, tmp_path, monkeypatch):
+def test_benchmark_runs_and_writes_json(repo_root, tmp_path):
     fake = tmp_path / 'ref_python'  # stands in for the reference's venv python (tests/_fake_ultralytics_driver.py)
     fake.write_text(f'#!/bin/sh\nshift\nexec "{sys.executable}" "{repo_root}/tests/_fake_ultralytics_driver.py" "$@"\n')
     fake.chmod(0o755)
     record = tmp_path / 'seen.json'
-    monkeypatch.setenv('FAKE_BENCH_RECORD', str(record))
-    path = osp.join(repo_root, 'tools', 'analysis_tools', 'benchmark_yolo_speed.py')
-    spec = importlib.util.spec_from_file_location('benchmark_yolo_speed', path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     out = tmp_path / 'speed.json'
-    monkeypatch.setattr(sys, 'argv', [
-        'benchmark_yolo_speed.py', '--builtin-model', '--device', 'cpu', '--cpu-batch', '2', '--img-size', '128',
-        '--num-gt', '6', '--iters', '1', '--warmup', '0', '--nms-candidates', '50', '--threads', '1',
-        '--stat', 'min', '--json', str(out), '--ref-python', str(fake)])
-    assert bench.main() == 0
+    run_tool([PY, 'tools/analysis_tools/benchmark_yolo_speed.py', '--builtin-model', '--device', 'cpu', '--cpu-batch',
+              '2', '--img-size', '128', '--num-gt', '6', '--iters', '1', '--warmup', '0', '--nms-candidates', '50',
+              '--threads', '1', '--stat', 'min', '--json', str(out), '--ref-python', str(fake)],
+             FAKE_BENCH_RECORD=str(record))
     res = json.loads(out.read_text())
     assert res['params'] == 2_624_080  # YOLO11-n, as the reference
     cpu = res['results']['cpu b2']

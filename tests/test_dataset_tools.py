@@ -3,7 +3,6 @@ identical COCO metrics from the converted file and from YOLODataset) and check_d
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
@@ -11,16 +10,20 @@ import torch
 from PIL import Image
 
 import convnextv2_yolo  # noqa: F401
-from _subprocess import PY, ROOT, run_tool
+from _subprocess import PY, run_tool
+from _data import LICENSE_PLATES, needs_license_plates
+from convnextv2_yolo.dataset_tools import check_dataset, check_problems
+from convnextv2_yolo.dataset_tools import coco_to_yolo as coco2yolo
+from convnextv2_yolo.dataset_tools import yolo_to_coco as yolo2coco
 from convnextv2_yolo.datasets import yolo_format as yf
 
-for _folder in ('dataset_converters', 'misc'):
-    sys.path.insert(0, osp.join(ROOT, 'tools', _folder))
-import check_dataset  # noqa: E402
-import coco2yolo  # noqa: E402
-import yolo2coco  # noqa: E402
+TOOLS = dict(yolo2coco='tools/dataset_converters/yolo2coco.py', coco2yolo='tools/dataset_converters/coco2yolo.py',
+             check_dataset='tools/misc/check_dataset.py')
 
-from _data import LICENSE_PLATES, needs_license_plates  # noqa: E402
+
+def cli(tool, *args):
+    """Run a tool's command line (``TOOLS`` key) from the repository root, as a user would."""
+    return run_tool([PY, TOOLS[tool], *args], check=False)
 
 
 # ----------------------------------------------------------------------------- crafted files
@@ -450,7 +453,7 @@ def test_check_dataset_reports_each_kind_of_problem(bad_yolo, tmp_path):
     summary, text = check_dataset.check(bad_yolo, str(tmp_path))
     train = summary['splits']['train']
     problems = {k: (v['severity'], v['count']) for k, v in train['problems'].items()}
-    c = check_dataset
+    c = check_problems
     assert problems == {c.UNREADABLE: ('error', 1), c.TRUNCATED: ('error', 1), c.TOO_SMALL: ('error', 1),
                         c.CLASS_RANGE: ('error', 1), c.OUTSIDE: ('error', 1), c.FIELDS: ('error', 1),
                         c.NOT_NUMBER: ('error', 1), c.NO_AREA: ('warning', 1), c.NOT_TEXT: ('error', 1),
@@ -489,7 +492,7 @@ val_dataloader = dict(dataset=dict(type='CheckedCocoDataset', data_root={osp.dir
 test_dataloader = dict(dataset=dict(type='CocoDataset', ann_file={broken!r}, data_prefix=dict(img={img_dir!r})))
 """)
     summary, text = check_dataset.check(config, str(tmp_path / 'out'))
-    c = check_dataset
+    c = check_problems
     assert summary['splits']['train']['kind'] == 'yolo' and summary['splits']['train']['images'] == 8
     val = summary['splits']['val']
     assert val['classes'] == ['car', 'person', 'truck']
@@ -506,9 +509,10 @@ test_dataloader = dict(dataset=dict(type='CocoDataset', ann_file={broken!r}, dat
 
 
 @needs_license_plates
-def test_check_dataset_license_plates(tmp_path, capsys):
-    assert check_dataset.main([f'{LICENSE_PLATES}/data.yaml', '--out-dir', str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+def test_check_dataset_license_plates(tmp_path):
+    res = cli('check_dataset', f'{LICENSE_PLATES}/data.yaml', '--out-dir', str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
     summary = json.load(open(tmp_path / 'summary.json'))
     assert {s: v['images'] for s, v in summary['splits'].items()} == dict(train=245, val=70, test=35)
     assert all(v['classes'] == ['license-plate', 'vehicle'] for v in summary['splits'].values())
@@ -524,30 +528,30 @@ def test_check_dataset_license_plates(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- command lines
 @needs_license_plates
-@pytest.mark.parametrize('tool', [yolo2coco, check_dataset])
-def test_broken_data_yaml_names_yaml_key_and_path(tool, tmp_path, capsys):
+@pytest.mark.parametrize('tool', ['yolo2coco', 'check_dataset'])
+def test_broken_data_yaml_names_yaml_key_and_path(tool, tmp_path):
     """The exported data.original.yaml: absolute paths of another machine."""
     yaml_file = f'{LICENSE_PLATES}/data.original.yaml'
-    assert tool.main([yaml_file, str(tmp_path)] if tool is yolo2coco else [yaml_file, '--out-dir', str(tmp_path)]) == 1
-    err = capsys.readouterr().err
+    res = cli(tool, *([yaml_file, str(tmp_path)] if tool == 'yolo2coco' else [yaml_file, '--out-dir', str(tmp_path)]))
+    assert res.returncode == 1
+    err = res.stderr
     assert err.startswith(f"error: {yaml_file}: 'train' path not found: "
                           "'/content/gdrive/MyDrive/Colab Notebook/LicensePlateDetection/Lp/test/images'")
 
 
-def test_cli_errors_and_help(good_coco, good_yolo, tmp_path, capsys):
+def test_cli_errors_and_help(good_coco, good_yolo, tmp_path):
     ann_file, img_dir = good_coco
     res = run_tool([PY, 'tools/dataset_converters/coco2yolo.py', ann_file, img_dir, str(tmp_path / 'o'),
                     '--classes', 'car', 'truck'], check=False)
     assert res.returncode == 1 and res.stderr.startswith("error: --classes ['truck'] are not categories of")
     assert 'Traceback' not in res.stderr
-    assert coco2yolo.main([str(tmp_path / 'nope.json'), img_dir, str(tmp_path / 'o')]) == 1
-    assert 'error: annotation file not found' in capsys.readouterr().err
-    assert yolo2coco.main([good_yolo, str(tmp_path / 'c'), '--splits', 'test']) == 1
-    assert "no 'test' split (it has ['train', 'val'])" in capsys.readouterr().err
-    for tool in (yolo2coco, coco2yolo, check_dataset):
-        with pytest.raises(SystemExit) as exit_info:
-            tool.main(['--help'])
-        assert exit_info.value.code == 0 and 'usage:' in capsys.readouterr().out
+    res = cli('coco2yolo', str(tmp_path / 'nope.json'), img_dir, str(tmp_path / 'o'))
+    assert res.returncode == 1 and 'error: annotation file not found' in res.stderr
+    res = cli('yolo2coco', good_yolo, str(tmp_path / 'c'), '--splits', 'test')
+    assert res.returncode == 1 and "no 'test' split (it has ['train', 'val'])" in res.stderr
+    for tool in TOOLS:
+        res = cli(tool, '--help')
+        assert res.returncode == 0 and 'usage:' in res.stdout
 
 
 def test_check_dataset_cli_exit_status(bad_yolo, good_yolo, tmp_path):
@@ -556,7 +560,7 @@ def test_check_dataset_cli_exit_status(bad_yolo, good_yolo, tmp_path):
     assert 'error: train: truncated image: 1' in res.stdout and 'errors: 8, warnings: 4, notes: 1;' in res.stdout
     assert json.load(open(tmp_path / 'summary.json'))['errors'] == 8
     # warnings and notes alone: exit status 0 (good_yolo has two backgrounds, one without a label file)
-    assert check_dataset.main([good_yolo, '--out-dir', str(tmp_path / 'good')]) == 0
+    assert cli('check_dataset', good_yolo, '--out-dir', str(tmp_path / 'good')).returncode == 0
 
 
 def test_coco2yolo_keeps_labels_under_labels_split_for_nested_images_folders(tmp_path):

@@ -258,12 +258,11 @@ def test_pretraining_iteration_and_hand_over_to_the_detector(tmp_path):
     del runner
     # the visual check: original | masked | reconstruction per image, and the loss curve from the log
     import cv2
-    import sys
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
-    import visualize_fcmae
+
+    from _subprocess import PY, run_tool
     out = tmp_path / 'vis'
-    assert visualize_fcmae.main([FCMAE_CFG, str(ckpt), '--images', str(tmp_path / 'images'), '--num', '3',
-                                 '--size', '64', '--out-dir', str(out)]) == 0
+    run_tool([PY, 'tools/analysis_tools/visualize_fcmae.py', FCMAE_CFG, str(ckpt), '--images', str(tmp_path / 'images'),
+              '--num', '3', '--size', '64', '--out-dir', str(out)])
     grid = cv2.imread(str(out / 'reconstructions.png'))
     assert grid.shape == (3 * 64 + 2 * 4, 3 * 64 + 2 * 4, 3)
     assert (out / 'loss_curve.png').stat().st_size > 1000

@@ -16,7 +16,6 @@ pytestmark = pytest.mark.skipif(_glibc() is None, reason='glibc only')
 # allocate and free 64 MiB 5 times (after one warm-up), report the page faults per round
 FAULTS = r'''
 import json, resource, sys, torch
-sys.path.insert(0, 'projects')
 from convnextv2_yolo.utils.malloc import configure_malloc
 report = configure_malloc(json.loads(sys.argv[1]))
 def rnd():
@@ -74,7 +73,6 @@ def test_bad_settings_name_the_key(options, match):
 def test_yolo_runner_applies_and_logs_env_cfg_malloc(tmp_path):
     script = r'''
 import sys
-sys.path.insert(0, 'projects')
 import torch
 from mmengine.model import BaseModel
 from convnextv2_yolo.engine.runner import YOLORunner

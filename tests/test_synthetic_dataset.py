@@ -1,5 +1,4 @@
 """Tests of the synthetic shape dataset (COCO + YOLO layouts)."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from _subprocess import PY, run_tool
 from convnextv2_yolo.datasets import synthetic as syn
 
 SMALL = dict(num_train=8, num_val=4, img_size=96)
@@ -316,21 +316,14 @@ def test_metainfo():
     assert syn.METAINFO['classes'] == syn.DEFAULT_CLASSES
 
 
-def test_cli(tmp_path, capsys, repo_root):
-    path = osp.join(repo_root, 'tools', 'misc', 'make_synthetic_dataset.py')
-    spec = importlib.util.spec_from_file_location('make_synthetic_cli', path)
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+def test_cli(tmp_path):
     out, preview = str(tmp_path / 'ds'), str(tmp_path / 'preview.png')
-    argv = ['--out', out, '--num-train', '3', '--num-val', '1',
-            '--img-size', '64', '48', '--classes', 'rectangle,star',
-            '--min-size', '5', '--preview', preview]
-    ds = cli.main(argv)
-    printed = capsys.readouterr().out
-    assert 'Wrote' in printed and 'data.yaml' in printed
-    assert ds.classes == ('rectangle', 'star')
-    img = cv2.imread(osp.join(ds.img_dirs['train'], '000001.jpg'))
+    cmd = [PY, 'tools/misc/make_synthetic_dataset.py', '--out', out, '--num-train', '3', '--num-val', '1',
+           '--img-size', '64', '48', '--classes', 'rectangle,star', '--min-size', '5', '--preview', preview]
+    printed = run_tool(cmd).stdout
+    assert 'Wrote' in printed and 'data.yaml' in printed and 'classes: rectangle, star' in printed
+    assert f"images:      {osp.join(out, 'images', 'train')}" in printed
+    img = cv2.imread(osp.join(out, 'images', 'train', '000001.jpg'))
     assert img.shape == (48, 64, 3)
     assert cv2.imread(preview).shape == (96, 4 * 128, 3)
-    assert cli.main(argv).reused
-    assert 'Reused' in capsys.readouterr().out
+    assert run_tool(cmd).stdout.startswith(f'Reused {out} ')

@@ -10,34 +10,34 @@ into our detector, and the outputs are compared.
 import collections
 import copy
 import datetime
-import importlib.util
 import math
 import os
 import os.path as osp
 import pathlib
 import sys
 import types
+from typing import List, Tuple
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
+from _subprocess import PY, run_tool
+from convnextv2_yolo import converters as conv
 from convnextv2_yolo.layers import C2PSA, SPPF, C2f, C3k2, Conv, DWConv
 from convnextv2_yolo.layers.blocks import Attention, Bottleneck
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def _load_converter():
-    path = osp.join(ROOT, 'tools', 'model_converters', 'ultralytics_to_mmdet.py')
-    spec = importlib.util.spec_from_file_location('ultralytics_to_mmdet', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+TOOL = osp.join(ROOT, 'tools', 'model_converters', 'ultralytics_to_mmdet.py')
 
 
-conv = _load_converter()
+def _cli(*args: str) -> Tuple[int, List[str]]:
+    """Run the command line; its exit status and the lines it wrote to stderr (without the stack's warnings)."""
+    res = run_tool([PY, TOOL, *args], check=False)
+    return res.returncode, [line for line in res.stderr.splitlines() if line.startswith(('error: ', 'note: '))]
 
 
 @pytest.fixture(autouse=True)
@@ -317,13 +317,13 @@ def test_training_checkpoint_uses_ema_and_its_classes(tmp_path):
         torch.testing.assert_close(value, expected[conv.reference_key(key, 'yolo11')], rtol=0, atol=0)
 
 
-def test_cli(reference_n, tmp_path, capsys):
+def test_cli(reference_n, tmp_path):
     _, _, pt_path = reference_n
     dst = str(tmp_path / 'cli.pth')
-    assert conv.main([pt_path, dst, '--arch', 'yolo11', '--scale', 'n']) == 0
+    assert _cli(pt_path, dst, '--arch', 'yolo11', '--scale', 'n')[0] == 0
     assert osp.isfile(dst)
-    assert conv.main([pt_path, dst, '--scale', 's']) == 1
-    assert 'shape mismatch' in capsys.readouterr().err
+    rc, err = _cli(pt_path, dst, '--scale', 's')
+    assert rc == 1 and len(err) == 1 and 'shape mismatch' in err[0]
 
 
 def test_yolov8_n_same_outputs(tmp_path):
@@ -490,7 +490,7 @@ def test_architecture_mismatch_refused(tmp_path, arch, mutate, expected):
     assert not os.path.exists(dst)
 
 
-def test_relu_checkpoint_refused_and_would_predict_differently(tmp_path, capsys):
+def test_relu_checkpoint_refused_and_would_predict_differently(tmp_path):
     """The bug: ReLU instead of SiLU, same names and shapes, used to convert with exit code 0."""
     silu_ref = randomize(DetectionModel('yolo11', 'n'))
     relu_ref = _silu_to(copy.deepcopy(silu_ref), nn.ReLU)
@@ -503,8 +503,8 @@ def test_relu_checkpoint_refused_and_would_predict_differently(tmp_path, capsys)
     assert msg.startswith(f'architecture mismatch at {n_acts} places: model.0.act: ReLU, expected SiLU; '
                           'model.1.act: ReLU, expected SiLU; model.2.cv1.act: ReLU, expected SiLU')
     assert f'and {n_acts - conv.MAX_REPORTED} more (our {YOLO11_N_CONFIG})' in msg
-    assert conv.main([src, str(tmp_path / 'relu.pth')]) == 1
-    assert capsys.readouterr().err.startswith('error: architecture mismatch at ')
+    rc, err = _cli(src, str(tmp_path / 'relu.pth'))
+    assert rc == 1 and err[0].startswith('error: architecture mismatch at ')
 
     # Teeth: without the check the same weights load into our (SiLU) model, and its outputs are
     # those of the SiLU reference, not of the ReLU checkpoint.
@@ -610,7 +610,7 @@ UNSUPPORTED = [
 
 
 @pytest.mark.parametrize('mutate,modules,expected', [c[1:] for c in UNSUPPORTED], ids=[c[0] for c in UNSUPPORTED])
-def test_unsupported_architecture_refused(tmp_path, capsys, mutate, modules, expected):
+def test_unsupported_architecture_refused(tmp_path, mutate, modules, expected):
     src = str(tmp_path / 'other.pt')
     save_like_reference(mutate(DetectionModel('yolo11', 'n')), src, modules=modules)
     for check in (True, False):  # the layer sequence is checked even with --no-check
@@ -618,8 +618,8 @@ def test_unsupported_architecture_refused(tmp_path, capsys, mutate, modules, exp
             conv.convert(src, check=check)
         assert str(e.value).startswith(expected), str(e.value)
         assert 'layer 1' not in str(e.value) and 'key' not in str(e.value)
-    assert conv.main([src, str(tmp_path / 'other.pth'), '--scale', 'n']) == 1
-    assert capsys.readouterr().err.startswith(f'error: {expected}')
+    rc, err = _cli(src, str(tmp_path / 'other.pth'), '--scale', 'n')
+    assert rc == 1 and err[0].startswith(f'error: {expected}')
 
 
 def test_arch_option_must_match_the_layers(reference_n):
@@ -628,7 +628,7 @@ def test_arch_option_must_match_the_layers(reference_n):
         conv.convert(pt_path, arch='yolov8', check=False)
 
 
-def test_plain_state_dict_converts_unverified(reference_n, tmp_path, capsys):
+def test_plain_state_dict_converts_unverified(reference_n, tmp_path):
     """A state dict has no module classes: converted by keys and shapes, with a note saying so."""
     _, sd_path, pt_path = reference_n
     meta = conv.convert(sd_path)['meta']
@@ -636,12 +636,11 @@ def test_plain_state_dict_converts_unverified(reference_n, tmp_path, capsys):
     relu_sd = str(tmp_path / 'relu_state_dict.pth')  # the limitation: nothing tells ReLU here
     torch.save(_silu_to(DetectionModel('yolo11', 'n'), nn.ReLU).state_dict(), relu_sd)
     assert conv.convert(relu_sd)['meta']['architecture_verified'] is False
-    assert conv.main([sd_path, str(tmp_path / 'sd.pth')]) == 0
-    assert 'note: architecture not verified: the source is a plain state dict' in capsys.readouterr().err
+    rc, err = _cli(sd_path, str(tmp_path / 'sd.pth'))
+    assert rc == 0 and err[0].startswith('note: architecture not verified: the source is a plain state dict')
     meta = conv.convert(pt_path)['meta']
     assert meta['architecture_verified'] is True and 'architecture_note' not in meta
-    assert conv.main([pt_path, str(tmp_path / 'pt.pth')]) == 0
-    assert 'note' not in capsys.readouterr().err
+    assert _cli(pt_path, str(tmp_path / 'pt.pth')) == (0, [])
 
 
 def test_class_identity():

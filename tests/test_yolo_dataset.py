@@ -694,22 +694,16 @@ def test_perfect_predictions_give_map_1_with_checked_coco_metric(tmp_path, logs)
 
 
 # ----------------------------------------------------------------------------- the benchmark
-def test_benchmark_script_small(tmp_path, capsys):
-    import importlib.util
-    from conftest import ROOT
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_yolo_dataset', osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_yolo_dataset.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    threads = torch.get_num_threads()
-    res = bench.main(['--num-images', '300', '--work-dir', str(tmp_path / 'bench'), '--threads', '1', '4',
-                      '--samples', '20', '--repeats', '1', '--json', str(tmp_path / 'res.json')])
-    assert torch.get_num_threads() == threads
+def test_benchmark_script_small(tmp_path):
+    from _subprocess import PY, run_tool
+    proc = run_tool([PY, 'tools/analysis_tools/benchmark_yolo_dataset.py', '--num-images', '300', '--work-dir',
+                     str(tmp_path / 'bench'), '--threads', '1', '4', '--samples', '20', '--repeats', '1',
+                     '--json', str(tmp_path / 'res.json')])
+    with open(tmp_path / 'res.json') as f:
+        res = json.load(f)
     assert set(res) >= {'first_build_s_threads1', 'first_build_s_threads4', 'cached_build_s', 'yolo_samples_per_s',
                         'coco_samples_per_s'}
-    with open(tmp_path / 'res.json') as f:
-        assert json.load(f) == res
-    out = capsys.readouterr().out
+    out = proc.stdout
     assert '(b) second build, index cache' in out and 'COCO copy (CheckedCocoDataset)' in out
     # the COCO copy written by the benchmark holds the same boxes as the YOLO labels
     yolo = build(data_yaml=str(tmp_path / 'bench' / 'data.yaml'))

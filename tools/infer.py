@@ -25,10 +25,8 @@ OUT_DIR/<name>.mp4 with the boxes drawn on every frame.
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'projects'))
-import convnextv2_yolo  # noqa: E402,F401
+import convnextv2_yolo  # noqa: F401
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')

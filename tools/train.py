@@ -4,14 +4,11 @@
                           [--auto-scale-lr] [--resume [CKPT]] [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
-import os.path as osp
-import sys
 
 from mmengine.config import Config
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'projects'))
-import convnextv2_yolo  # noqa: E402,F401  (registers modules, applies compat fixes)
-from convnextv2_yolo.utils.launch import (build_runner, close_distributed, parse_common_args,  # noqa: E402
+import convnextv2_yolo  # noqa: F401  (registers modules, applies compat fixes)
+from convnextv2_yolo.utils.launch import (build_runner, close_distributed, parse_common_args,
                                           prepare_train_cfg)
 
 

@@ -12,15 +12,13 @@ import argparse
 import json
 import os.path as osp
 import statistics
-import sys
 import time
 from typing import Dict, List
 
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'projects'))
-import convnextv2_yolo  # noqa: E402,F401
-from convnextv2_yolo.utils.complexity import count_flops, count_params  # noqa: E402
+import convnextv2_yolo  # noqa: F401
+from convnextv2_yolo.utils.complexity import count_flops, count_params
 
 
 def parse_args() -> argparse.Namespace:

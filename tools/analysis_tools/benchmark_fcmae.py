@@ -12,14 +12,11 @@ Example::
 """
 import argparse
 import json
-import os.path as osp
 import sys
 import time
 from typing import Callable, Dict
 
 import torch
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'projects'))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -25,11 +25,8 @@ import json
 import os
 import os.path as osp
 import statistics
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'projects'))
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODELS_CFG = {

@@ -28,7 +28,6 @@ import json
 import os
 import os.path as osp
 import shutil
-import sys
 import tempfile
 import time
 from typing import Dict, List, Sequence
@@ -184,7 +183,6 @@ def throughput(dataset, samples: int, seed: int = 0) -> float:
 def main(argv: Sequence[str] = None) -> Dict[str, float]:
     """Run the benchmark; returns the numbers (seconds and samples/s)."""
     args = parse_args(argv)
-    sys.path.insert(0, osp.join(ROOT, 'projects'))
     import convnextv2_yolo  # noqa: F401
     import torch
     from mmengine.logging import MMLogger

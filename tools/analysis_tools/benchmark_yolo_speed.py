@@ -263,8 +263,7 @@ def bench_reference(ref_python: str, args) -> Dict[str, float]:
         proc = subprocess.run([ref_python, driver, 'bench', '--batch-file', batch_file, '--threads', str(args.threads),
                                '--iters', str(args.iters), '--warmup', str(args.warmup)],
                               capture_output=True, text=True, env=env)
-    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-    from train_parity import read_result  # the driver's RESULT line, parsed as the parity tool does
+    from convnextv2_yolo.utils.reference_driver import read_result
     res = read_result(proc.stdout)
     if proc.returncode or res is None:
         raise RuntimeError(f'the reference benchmark failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}'

@@ -30,7 +30,6 @@ Make the reference venv once (outside this repository; the package never depends
 """
 import argparse
 import csv
-import importlib.util
 import io
 import json
 import math
@@ -44,7 +43,6 @@ import time
 from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'projects'))
 DRIVER = osp.join(ROOT, 'tools', 'analysis_tools', 'ultralytics_driver.py')
 CONVERTER = osp.join(ROOT, 'tools', 'model_converters', 'ultralytics_to_mmdet.py')
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'yolo11', 'yolo11_n_8xb16-500e_coco.py')
@@ -122,6 +120,7 @@ def run(cmd: List[str], log_file: str, env: Optional[dict] = None) -> dict:
     Raises:
         RuntimeError: non-zero exit, with the end of the log.
     """
+    from convnextv2_yolo.utils.reference_driver import read_result
     with open(log_file, 'w') as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     with open(log_file, errors='replace') as f:
@@ -130,12 +129,6 @@ def run(cmd: List[str], log_file: str, env: Optional[dict] = None) -> dict:
         raise RuntimeError(f'{cmd[1] if len(cmd) > 1 else cmd[0]} failed (exit {proc.returncode}); '
                            f'the end of {log_file}:\n{text[-3000:]}')
     return read_result(text) or {}
-
-
-def read_result(text: str) -> Optional[dict]:
-    """The last ``RESULT {json}`` line ``ultralytics_driver.py`` printed in ``text``, parsed (None if none)."""
-    results = [line[7:] for line in text.splitlines() if line.startswith('RESULT ')]
-    return json.loads(results[-1]) if results else None
 
 
 def thread_env(threads: int) -> dict:
@@ -222,13 +215,6 @@ def our_config(args: argparse.Namespace, data_yaml: str, seed: int, imgsz: int, 
 
 
 # --------------------------------------------------------------------------------------------- runs
-
-
-def load_converter():
-    spec = importlib.util.spec_from_file_location('ultralytics_to_mmdet', CONVERTER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def initial_weights(args: argparse.Namespace, seed: int, names: List[str], run_dir: str) -> Dict[str, str]:
@@ -362,7 +348,7 @@ class Evaluator:
 
     def __init__(self, cfg_path: str, work_dir: str) -> None:
         self.cfg_path, self.work_dir = cfg_path, work_dir
-        self.runner = self.converter = None
+        self.runner = None
 
     def _build_runner(self):
         from mmengine.config import Config
@@ -383,15 +369,15 @@ class Evaluator:
     def __call__(self, side: str, checkpoint: str) -> Dict[str, float]:
         import torch
         from convnextv2_yolo.compat import safe_torch_load
+        from convnextv2_yolo.converters import convert_state_dict, detect_arch
         if self.runner is None:
             self.runner = self._build_runner()
         model = self.runner.model
         if side == 'ours':
             state = safe_torch_load(checkpoint, map_location='cpu')['state_dict']
         else:
-            self.converter = self.converter or load_converter()
             ref = safe_torch_load(checkpoint, map_location='cpu')
-            state = self.converter.convert_state_dict(ref, self.converter.detect_arch(ref))
+            state = convert_state_dict(ref, detect_arch(ref))
         missing, unexpected = model.load_state_dict({k: v.float() if torch.is_floating_point(v) else v
                                                      for k, v in state.items()}, strict=False)
         if missing or unexpected:

@@ -19,8 +19,6 @@ from typing import List, Optional
 
 import numpy as np
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'projects'))
-
 GREY = 128
 
 

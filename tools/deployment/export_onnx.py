@@ -14,12 +14,10 @@ holds the classes, input size, mean/std, letterbox pad value and the source conf
 """
 import argparse
 import os.path as osp
-import sys
 
 from mmengine.config import Config
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'projects'))
-from convnextv2_yolo.utils.launch import parse_common_args, prepare_test_cfg  # noqa: E402
+from convnextv2_yolo.utils.launch import parse_common_args, prepare_test_cfg
 
 
 def parse_args() -> argparse.Namespace:

@@ -9,17 +9,10 @@ Re-running with the same arguments reuses the existing dataset.
 See docs/synthetic_dataset.md.
 """
 import argparse
-import os.path as osp
-import sys
 import time
 from typing import List, Optional
 
-try:
-    from convnextv2_yolo.datasets import synthetic
-except ImportError:  # not installed: use the source tree
-    sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..',
-                                'projects'))
-    from convnextv2_yolo.datasets import synthetic
+from convnextv2_yolo.datasets import synthetic
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

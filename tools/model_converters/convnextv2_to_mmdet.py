@@ -14,33 +14,14 @@ Example::
         convnextv2_atto_1k_224_fcmae.pt convnextv2-atto_fcmae_mmdet.pth
 """
 import argparse
-import importlib
 import os
 import os.path as osp
 import sys
-import types
 from collections import Counter
 
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _checkpoint_module():
-    """The format module, without importing mmdet when it is unavailable."""
-    try:
-        from convnextv2_yolo.backbones import convnextv2_checkpoint
-        return convnextv2_checkpoint
-    except ImportError:
-        # bare packages (no __init__ run, so no mmdet) over the source folders:
-        # the module and its relative import of ``compat`` need torch only
-        pkg = osp.join(ROOT, 'projects', 'convnextv2_yolo')
-        for name, folder in (('convnextv2_yolo', pkg),
-                             ('convnextv2_yolo.backbones', osp.join(pkg, 'backbones'))):
-            module = types.ModuleType(name)
-            module.__path__ = [folder]
-            sys.modules[name] = module
-        return importlib.import_module('convnextv2_yolo.backbones.convnextv2_checkpoint')
+from convnextv2_yolo.backbones import convnextv2_checkpoint as ckpt
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,7 +44,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    ckpt = _checkpoint_module()
     converted, fmt = ckpt.load_mmpretrain_state_dict(args.src, args.prefix,
                                                      args.format)
     prefix = ckpt.BACKBONE_PREFIX

@@ -1,0 +1,145 @@
+"""Key mapping of the reference's (Ultralytics) YOLO11 / YOLOv8 checkpoints to our modules.
+
+Reference layer index -> our module; inside a layer the names are identical, e.g.
+``model.6.m.0.m.1.cv2.bn.weight`` -> ``backbone.stage3.1.m.0.m.1.cv2.bn.weight``:
+
+=========================  =======  =======
+ours                       yolo11   yolov8
+=========================  =======  =======
+backbone.stem              0        0
+backbone.stage1.0 / .1     1 / 2    1 / 2
+backbone.stage2.0 / .1     3 / 4    3 / 4
+backbone.stage3.0 / .1     5 / 6    5 / 6
+backbone.stage4.0 / .1     7 / 8    7 / 8
+backbone.stage4.2 (SPPF)   9        9
+backbone.stage4.3 (C2PSA)  10       -
+neck.top_down_layers.0     13       12
+neck.top_down_layers.1     16       15
+neck.downsample_layers.0   17       16
+neck.bottom_up_layers.0    19       18
+neck.downsample_layers.1   20       19
+neck.bottom_up_layers.1    22       21
+bbox_head                  23       22
+=========================  =======  =======
+
+(layers 11, 12, 14, 15, 18, 21 of yolo11 and 10, 11, 13, 14, 17, 20 of
+yolov8 are Upsample / Concat, without weights). Inside the Detect layer:
+``cv2.{i}`` -> ``reg_convs.{i}``, ``cv3.{i}`` -> ``cls_convs.{i}``,
+``dfl.conv.weight`` -> ``dfl.conv.weight``.
+"""
+import re
+from collections import OrderedDict
+from typing import Dict, Mapping, Optional
+
+import torch
+
+from .errors import ConversionError
+
+SCALES = ('n', 's', 'm', 'l', 'x')
+ARCHS = ('yolo11', 'yolov8')
+
+# Reference layer index -> our module name.
+LAYER_MAPS: Dict[str, Dict[int, str]] = {
+    'yolo11': {
+        0: 'backbone.stem',
+        1: 'backbone.stage1.0', 2: 'backbone.stage1.1',
+        3: 'backbone.stage2.0', 4: 'backbone.stage2.1',
+        5: 'backbone.stage3.0', 6: 'backbone.stage3.1',
+        7: 'backbone.stage4.0', 8: 'backbone.stage4.1',
+        9: 'backbone.stage4.2', 10: 'backbone.stage4.3',
+        13: 'neck.top_down_layers.0', 16: 'neck.top_down_layers.1',
+        17: 'neck.downsample_layers.0', 19: 'neck.bottom_up_layers.0',
+        20: 'neck.downsample_layers.1', 22: 'neck.bottom_up_layers.1',
+        23: 'bbox_head',
+    },
+    'yolov8': {
+        0: 'backbone.stem',
+        1: 'backbone.stage1.0', 2: 'backbone.stage1.1',
+        3: 'backbone.stage2.0', 4: 'backbone.stage2.1',
+        5: 'backbone.stage3.0', 6: 'backbone.stage3.1',
+        7: 'backbone.stage4.0', 8: 'backbone.stage4.1',
+        9: 'backbone.stage4.2',
+        12: 'neck.top_down_layers.0', 15: 'neck.top_down_layers.1',
+        16: 'neck.downsample_layers.0', 18: 'neck.bottom_up_layers.0',
+        19: 'neck.downsample_layers.1', 21: 'neck.bottom_up_layers.1',
+        22: 'bbox_head',
+    },
+}
+HEAD_INDEX = {'yolo11': 23, 'yolov8': 22}
+HEAD_RENAMES = {'cv2': 'reg_convs', 'cv3': 'cls_convs', 'dfl': 'dfl'}
+_KEY_RE = re.compile(r'^model\.(\d+)\.(.+)$')
+
+
+def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """'yolo11' when the reference layers include C2PSA (index 10) and a
+    Detect layer at index 23, 'yolov8' for Detect at index 22."""
+    heads = {int(m.group(1)) for k in state_dict if (m := _KEY_RE.match(k)) and m.group(2).startswith('cv3.')}
+    if heads == {23} and any(k.startswith('model.10.m.0.attn.') for k in state_dict):
+        return 'yolo11'
+    if heads == {22}:
+        return 'yolov8'
+    raise ConversionError('cannot tell YOLO11 from YOLOv8: expected a Detect layer (cv3.*) at '
+                          f'model.23 (yolo11) or model.22 (yolov8), found at {sorted(heads) or "none"}')
+
+
+def map_key(key: str, arch: str) -> str:
+    """Our name of a reference key, e.g. ``model.2.cv1.conv.weight`` ->
+    ``backbone.stage1.1.cv1.conv.weight``."""
+    m = _KEY_RE.match(key)
+    if m is None:
+        raise ConversionError(f"unexpected key '{key}': reference keys look like 'model.<index>.<name>'")
+    index, rest = int(m.group(1)), m.group(2)
+    layers = LAYER_MAPS[arch]
+    if index not in layers:
+        raise ConversionError(f"unexpected key '{key}': layer {index} of {arch} has no weights")
+    if index == HEAD_INDEX[arch]:
+        first, _, tail = rest.partition('.')
+        if first not in HEAD_RENAMES:
+            raise ConversionError(f"unexpected key '{key}': Detect sub-module '{first}' is not part of "
+                                  f'{arch} (expected {sorted(HEAD_RENAMES)})')
+        rest = f'{HEAD_RENAMES[first]}.{tail}'
+    return f'{layers[index]}.{rest}'
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor],
+                       arch: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
+    """Rename a reference-named state dict to ours (order kept).
+
+    Args:
+        state_dict (Mapping[str, Tensor]): Reference names
+            (``model.<i>.<...>``).
+        arch (str, optional): 'yolo11' or 'yolov8'; detected when None.
+    """
+    arch = arch or detect_arch(state_dict)
+    if arch not in ARCHS:
+        raise ConversionError(f'arch must be one of {ARCHS}, got {arch!r}')
+    return OrderedDict((map_key(k, arch), v) for k, v in state_dict.items())
+
+
+def reference_key(key: str, arch: str) -> str:
+    """Inverse of :func:`map_key` (for messages and tests)."""
+    for index, prefix in LAYER_MAPS[arch].items():
+        if key.startswith(prefix + '.'):
+            rest = key[len(prefix) + 1:]
+            if index == HEAD_INDEX[arch]:
+                first, _, tail = rest.partition('.')
+                inverse = {v: k for k, v in HEAD_RENAMES.items()}
+                rest = f'{inverse.get(first, first)}.{tail}'
+            return f'model.{index}.{rest}'
+    raise KeyError(key)
+
+
+def num_classes_of(state_dict: Mapping[str, torch.Tensor], arch: str) -> int:
+    """Classes of a converted state dict (rows of the last class conv)."""
+    key = 'bbox_head.cls_convs.0.2.weight'
+    if key not in state_dict:
+        raise ConversionError(f"no '{key}' ('{reference_key(key, arch)}') in the checkpoint")
+    return int(state_dict[key].shape[0])
+
+
+def cls_channels_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[int]:
+    """Class-branch width ``c3`` of a converted state dict (input channels of level 0's last class
+    conv). The reference's rule is ``max(ch[0], min(nc, 100))``, but a model it fine-tuned from a
+    checkpoint keeps the checkpoint's width (80 for a COCO YOLO11-n with 5 classes)."""
+    weight = state_dict.get('bbox_head.cls_convs.0.2.weight')
+    return int(weight.shape[1]) if weight is not None and weight.dim() == 4 else None

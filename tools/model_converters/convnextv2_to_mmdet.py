@@ -33,7 +33,7 @@ def _checkpoint_module():
         return convnextv2_checkpoint
     except ImportError:
         # bare packages (no __init__ run, so no mmdet) over the source folders:
-        # the module and its relative import of ``compat`` need torch only
+        # the module and its relative import of ``utils.checkpoint_io`` need torch only
         pkg = osp.join(ROOT, 'projects', 'convnextv2_yolo')
         for name, folder in (('convnextv2_yolo', pkg),
                              ('convnextv2_yolo.backbones', osp.join(pkg, 'backbones'))):

@@ -81,7 +81,7 @@ class DenseOutputs(nn.Module):
 
 # ------------------------------------------------------------------- model
 def _state_dict_of(checkpoint: str) -> Tuple[Dict[str, Tensor], dict]:
-    from ..compat import safe_torch_load
+    from ..utils.checkpoint_io import safe_torch_load
     ckpt = safe_torch_load(checkpoint, map_location='cpu')
     if not isinstance(ckpt, dict):
         raise ExportError(f'{checkpoint}: not a checkpoint (a {type(ckpt).__name__}, expected a dict with '
@@ -134,7 +134,7 @@ def load_detector(cfg, checkpoint: str) -> Tuple[nn.Module, Tuple[str, ...]]:
     Raises:
         ExportError: the head is not a YOLO11Head, or the checkpoint does not fit
             (first mismatched key).
-        FileNotFoundError, CheckpointLoadError: as ``compat.safe_torch_load``.
+        FileNotFoundError, CheckpointLoadError: as ``utils.checkpoint_io.safe_torch_load``.
     """
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope

@@ -96,9 +96,9 @@ def fit_head_to_checkpoint(model_cfg: dict, checkpoint: str) -> Optional[int]:
         int | None: The width set, or None when nothing was set.
 
     Raises:
-        FileNotFoundError, CheckpointLoadError: as :func:`convnextv2_yolo.compat.safe_torch_load`.
+        FileNotFoundError, CheckpointLoadError: as :func:`convnextv2_yolo.utils.checkpoint_io.safe_torch_load`.
     """
-    from ..compat import load_checkpoint_mmap
+    from ..utils.checkpoint_io import load_checkpoint_mmap
     head = model_cfg.get('bbox_head') if isinstance(model_cfg, dict) else None
     if (not isinstance(head, dict) or head.get('type') not in HEAD_TYPES or head.get('cls_channels')
             or not checkpoint or not osp.isfile(str(checkpoint))):

@@ -173,6 +173,6 @@ def demo_result(runner, root: str, config: str, wall_s: float, train_s: float,
 
 def write_json(path: str, data: dict) -> str:
     """Write ``data`` as indented JSON (atomically: a reader never sees half a file)."""
-    from ..compat import write_atomic
+    from .checkpoint_io import write_atomic
     write_atomic(path, json.dumps(data, indent=2) + '\n')
     return path

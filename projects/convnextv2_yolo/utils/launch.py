@@ -138,7 +138,7 @@ def check_class_names(cfg: Config, checkpoint: str) -> None:
     """
     from mmengine.logging import print_log
 
-    from ..compat import read_checkpoint_meta
+    from .checkpoint_io import read_checkpoint_meta
     from .class_names import resolve_class_names
     from .data_overrides import inner_dataset
     dataset = inner_dataset(cfg.get('test_dataloader'))

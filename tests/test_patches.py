@@ -9,7 +9,6 @@ import os
 import os.path as osp
 import pickle
 import socket
-import sys
 import types
 
 import numpy as np

@@ -7,7 +7,7 @@ from mmengine.config import Config
 
 import convnextv2_yolo  # noqa: F401
 from _data import LICENSE_PLATES, needs_license_plates
-from convnextv2_yolo.utils.data_overrides import set_image_size, use_data_yaml
+from convnextv2_yolo.datasets.data_overrides import set_image_size, use_data_yaml
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = {

@@ -55,7 +55,7 @@ def load_config(args: argparse.Namespace):
     """The config with --data / --imgsz applied, as tools/train.py and tools/test.py do."""
     from mmengine.config import Config
 
-    from convnextv2_yolo.utils.data_overrides import apply_data_args
+    from convnextv2_yolo.datasets.data_overrides import apply_data_args
     return apply_data_args(Config.fromfile(args.config), args.data, args.imgsz)
 
 

@@ -191,7 +191,7 @@ def our_config(args: argparse.Namespace, data_yaml: str, seed: int, imgsz: int, 
     """Our config for one run, dumped to ``work_dir/parity_config.py``: the data, the shared settings,
     a checkpoint (EMA weights) after every epoch, no validation during training, per-iteration logs."""
     from mmengine.config import Config
-    from convnextv2_yolo.utils.data_overrides import apply_data_args
+    from convnextv2_yolo.datasets.data_overrides import apply_data_args
     cfg = Config.fromfile(args.config)
     apply_data_args(cfg, data_yaml, imgsz)
     cfg.train_cfg.max_epochs = epochs

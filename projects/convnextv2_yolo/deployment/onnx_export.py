@@ -141,7 +141,7 @@ def load_detector(cfg, checkpoint: str) -> Tuple[nn.Module, Tuple[str, ...]]:
 
     from ..dense_heads.yolo11_head import YOLO11Head
     from ..utils import resolve_class_names
-    from ..utils.data_overrides import inner_dataset
+    from ..datasets.data_overrides import inner_dataset
     state, meta = _state_dict_of(checkpoint)
     model_cfg = copy.deepcopy(cfg.model)
     ckpt_classes = (meta.get('dataset_meta') or {}).get('classes')
@@ -244,7 +244,7 @@ def check_test_cfg(test_cfg: dict, postprocess: str) -> dict:
 
 def _letterbox_of(cfg) -> dict:
     """Letterbox size/pad of the config's test pipeline, refusing other transforms."""
-    from ..utils.data_overrides import inner_dataset
+    from ..datasets.data_overrides import inner_dataset
     dataset = inner_dataset(cfg.get('test_dataloader')) or {}
     pipeline = dataset.get('pipeline') or []
     types = [t.get('type') for t in pipeline]

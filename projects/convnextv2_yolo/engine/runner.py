@@ -249,7 +249,7 @@ def _dataset_classes(runner: Runner) -> Optional[Tuple[str, ...]]:
     """Classes of the first built loop's dataset (train, then val, then test), else the config's."""
     from mmengine.runner import BaseLoop
 
-    from ..utils.data_overrides import inner_dataset
+    from ..datasets.data_overrides import inner_dataset
     for loop in (runner._train_loop, runner._val_loop, runner._test_loop):
         if isinstance(loop, BaseLoop):
             classes = (getattr(loop.dataloader.dataset, 'metainfo', None) or {}).get('classes')

@@ -68,7 +68,7 @@ def prepare_demo_cfg(config: str, work_dir: str, root: str, data_root: Optional[
     """
     from ..datasets.synthetic import make_synthetic_dataset
     from ..datasets.yolo_format import load_data_yaml
-    from .data_overrides import apply_data_args
+    from ..datasets.data_overrides import apply_data_args
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -9,7 +9,7 @@ from mmengine.runner import IterBasedTrainLoop
 from mmengine.logging import print_log
 from mmdet.registry import HOOKS
 
-from ...utils.launch import train_batch_size
+from ...utils.batch_size import train_batch_size
 
 
 @HOOKS.register_module()

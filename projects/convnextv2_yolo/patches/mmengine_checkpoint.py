@@ -86,7 +86,7 @@ def plain_message_hub_state() -> None:
 
 
 def register_safe_local_loader() -> None:
-    """Route mmengine's local-file checkpoint loading through :func:`~convnextv2_yolo.utils.checkpoint_io.safe_torch_load`.
+    """Route mmengine's local-file checkpoint loading through ``utils.checkpoint_io.safe_torch_load``.
 
     Upstream defect: ``mmengine.runner.checkpoint.load_from_local`` (0.10.7)
     calls bare ``torch.load(filename, map_location)``: on torch < 2.6 that

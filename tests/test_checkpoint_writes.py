@@ -17,15 +17,15 @@ from _subprocess import PY, ROOT, tool_env
 TRAIN = r'''
 import os, sys, time
 import torch
-import convnextv2_yolo  # noqa: F401  (applies the compat fixes)
-from convnextv2_yolo import compat
+import convnextv2_yolo  # noqa: F401  (applies the patches)
+from convnextv2_yolo.utils import checkpoint_io
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from mmengine.registry import METRICS
 from mmengine.runner import Runner
 
 STALL = os.environ.get('STALL_ON', '')
-write_atomic = compat.write_atomic
+write_atomic = checkpoint_io.write_atomic
 
 
 def stalling_write(path, data, **kwargs):
@@ -39,7 +39,7 @@ def stalling_write(path, data, **kwargs):
     write_atomic(path, data, **kwargs)
 
 
-compat.write_atomic = stalling_write
+checkpoint_io.write_atomic = stalling_write
 
 
 class Toy(BaseModel):
@@ -125,7 +125,7 @@ def test_a_kill_while_writing_leaves_the_previous_checkpoints_intact(tmp_path, v
     # the checkpoint being written never appears under its final name (no truncated file),
     # and the ones it replaces are still there and load
     assert _files(work_dir) == KILLS[victim]
-    from convnextv2_yolo.compat import safe_torch_load
+    from convnextv2_yolo.utils.checkpoint_io import safe_torch_load
     for name in KILLS[victim]:
         ckpt = safe_torch_load(osp.join(work_dir, name))
         assert ckpt['meta']['epoch'] == int(name[-5])
@@ -144,7 +144,7 @@ def test_an_uninterrupted_run_keeps_only_the_newest(tmp_path):
 
 
 def test_write_atomic_keeps_the_old_file_on_failure(tmp_path):
-    from convnextv2_yolo.compat import write_atomic
+    from convnextv2_yolo.utils.checkpoint_io import write_atomic
     target = tmp_path / 'a.pth'
     write_atomic(str(target), b'old')
 

@@ -65,7 +65,7 @@ def test_resume_in_a_new_process_validates_after_resuming(two_epoch_run, tiny_da
 
 
 def test_checkpoint_holds_only_allow_listed_globals(two_epoch_run):
-    from convnextv2_yolo.compat import mmengine_checkpoint_globals
+    from convnextv2_yolo.patches import mmengine_checkpoint_globals
     work_dir, _ = two_epoch_run
     ckpt = osp.join(work_dir, 'epoch_2.pth')
     unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(ckpt))
@@ -119,7 +119,7 @@ class _Evil:
 def test_unexpected_pickled_object_is_refused(tmp_path):
     import convnextv2_yolo  # noqa: F401
     from mmengine.runner.checkpoint import _load_checkpoint
-    from convnextv2_yolo.compat import CheckpointLoadError
+    from convnextv2_yolo.utils.checkpoint_io import CheckpointLoadError
     bad = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': {'x': _Evil()}}, str(bad))
     with pytest.raises(CheckpointLoadError, match='refusing to load .*evil.pth'):
@@ -129,7 +129,7 @@ def test_unexpected_pickled_object_is_refused(tmp_path):
 def test_old_checkpoint_needs_explicit_trust(tmp_path, monkeypatch):
     """A checkpoint with a pickled bound method (as older mmengine saves held)."""
     from mmengine.runner.checkpoint import _load_checkpoint
-    from convnextv2_yolo.compat import TRUST_ENV, CheckpointLoadError
+    from convnextv2_yolo.utils.checkpoint_io import TRUST_ENV, CheckpointLoadError
     old = tmp_path / 'old.pth'
     torch.save({'state_dict': {'w': torch.ones(2)}, 'message_hub': {'m': [1, 2].copy}}, str(old))
     monkeypatch.delenv(TRUST_ENV, raising=False)
@@ -142,7 +142,7 @@ def test_old_checkpoint_needs_explicit_trust(tmp_path, monkeypatch):
 
 def test_missing_and_truncated_checkpoints_name_the_file(tmp_path):
     from mmengine.runner.checkpoint import _load_checkpoint
-    from convnextv2_yolo.compat import CheckpointLoadError
+    from convnextv2_yolo.utils.checkpoint_io import CheckpointLoadError
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         _load_checkpoint(str(tmp_path / 'nope.pth'))
     good = tmp_path / 'good.pth'

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from convnextv2_yolo.backbones import ConvNeXtV2
 from convnextv2_yolo.backbones.convnextv2_checkpoint import (
     CheckpointFormatError, convert_to_mmpretrain, detect_format,
-    extract_state_dict, infer_arch, safe_torch_load)
+    extract_state_dict, infer_arch, load_checkpoint_dict)
 
 ARCH = dict(depths=[1, 1, 3, 1], channels=[8, 16, 24, 32])
 TOL = 1e-5
@@ -272,7 +272,7 @@ def ref():
 def test_every_format_gives_reference_features(fmt, ref, tmp_path):
     path = tmp_path / f'{fmt}.pth'
     torch.save(BUILDERS[fmt](ref), path)
-    assert detect_format(extract_state_dict(safe_torch_load(str(path)))) == fmt
+    assert detect_format(extract_state_dict(load_checkpoint_dict(str(path)))) == fmt
     model = load_backbone(path)
     assert max_feature_diff(ref, model) <= TOL
 

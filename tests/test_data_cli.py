@@ -7,7 +7,7 @@ from mmengine.config import Config
 
 import convnextv2_yolo  # noqa: F401
 from _data import LICENSE_PLATES, needs_license_plates
-from convnextv2_yolo.utils.data_overrides import set_image_size, use_data_yaml
+from convnextv2_yolo.datasets.data_overrides import set_image_size, use_data_yaml
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = {
@@ -180,7 +180,7 @@ def test_train_py_data_yaml_end_to_end(trained_on_yaml):
     assert "YOLODataset 'train'" in log and "YOLODataset 'val'" in log
     assert 'Iter(val) [1/1]' in log and 'coco/bbox_mAP' in log
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
-    from convnextv2_yolo.compat import safe_torch_load
+    from convnextv2_yolo.utils.checkpoint_io import safe_torch_load
     meta = safe_torch_load(osp.join(work, 'iter_2.pth'))['meta']
     assert tuple(meta['dataset_meta']['classes']) == tuple(data.metainfo['classes'])
 

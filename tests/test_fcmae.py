@@ -288,7 +288,7 @@ def test_pretraining_iteration_and_hand_over_to_the_detector(tmp_path):
 def test_data_and_imgsz_arguments_of_train_py_set_the_pretraining_images():
     """``tools/train.py FCMAE_CONFIG --data data.yaml --imgsz N``: the yaml's images (no labels), N-px crops."""
     from mmengine.config import Config
-    from convnextv2_yolo.utils.data_overrides import apply_data_args
+    from convnextv2_yolo.datasets.data_overrides import apply_data_args
     cfg = apply_data_args(Config.fromfile(FCMAE_CFG), '/some/data.yaml', 96)
     dataset = cfg.train_dataloader.dataset
     assert dataset.type == 'UnlabeledImageDataset' and dataset.source == '/some/data.yaml'

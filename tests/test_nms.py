@@ -9,7 +9,7 @@ import torch
 
 pytest.importorskip('mmcv.ops')
 
-from convnextv2_yolo.dense_heads.yolo11_head import multiclass_nms  # noqa: E402
+from convnextv2_yolo.layers.bbox_nms import multiclass_nms  # noqa: E402
 
 from test_yolo_head import TEST_CFG, crafted_outputs, make_head  # noqa: E402
 
@@ -247,7 +247,7 @@ def test_soft_nms_scores_reach_the_head_predictions():
 @pytest.mark.parametrize('nms_type', ['nms', 'soft_nms'])
 def test_non_finite_boxes_are_dropped_and_do_not_disable_nms(nms_type):
     """One NaN box must not stop suppression in the other classes (it made the class shift NaN)."""
-    from convnextv2_yolo.dense_heads.yolo11_head import multiclass_nms
+    from convnextv2_yolo.layers.bbox_nms import multiclass_nms
     boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10.5], [20, 20, 30, 30], [20, 20, 30, 30.5],
                           [5, 5, float('nan'), 9], [40, 40, 50, 50], [0, 0, float('inf'), 5]])
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95, float('nan'), 0.5])

@@ -30,7 +30,7 @@ SIZE = 128
 def _config(name: str, size: int = SIZE):
     from mmengine.config import Config
 
-    from convnextv2_yolo.utils.data_overrides import apply_data_args
+    from convnextv2_yolo.datasets.data_overrides import apply_data_args
     cfg = apply_data_args(Config.fromfile(osp.join(ROOT, CONFIGS[name])), None, size)
     cfg.model.bbox_head.num_classes = len(CLASSES)
     return cfg

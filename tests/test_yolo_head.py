@@ -297,7 +297,7 @@ def per_class_nms(boxes, scores, labels, iou):
 def test_multiclass_nms_is_per_class_nms(num):
     """More in test_nms.py (every option at every count vs plain-Python loops)."""
     from mmcv.ops import batched_nms
-    from convnextv2_yolo.dense_heads.yolo11_head import multiclass_nms
+    from convnextv2_yolo.layers.bbox_nms import multiclass_nms
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(num, 2, generator=g) * 100 - 60  # partly below 0, as raw predictions
     boxes = torch.cat([xy, xy + torch.rand(num, 2, generator=g) * 40 + 2], 1)

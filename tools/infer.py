@@ -53,7 +53,7 @@ def load_config(args: argparse.Namespace):
     """The config with --data / --imgsz applied, as tools/train.py and tools/test.py do."""
     from mmengine.config import Config
 
-    from convnextv2_yolo.utils.data_overrides import apply_data_args
+    from convnextv2_yolo.datasets.data_overrides import apply_data_args
     return apply_data_args(Config.fromfile(args.config), args.data, args.imgsz)
 
 
@@ -80,7 +80,7 @@ def _check_input(path: str) -> str:
 
 def set_class_names(model, cfg, checkpoint: str) -> tuple:
     """Name the model's labels after the classes it was trained with (see resolve_class_names)."""
-    from convnextv2_yolo.compat import read_checkpoint_meta
+    from convnextv2_yolo.utils.checkpoint_io import read_checkpoint_meta
     from convnextv2_yolo.utils import resolve_class_names
     meta = read_checkpoint_meta(checkpoint)
     dataset = cfg.get('test_dataloader', {}).get('dataset', {})

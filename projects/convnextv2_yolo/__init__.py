@@ -1,15 +1,15 @@
 """convnextv2_yolo: ConvNeXt V2 backbones under a YOLO11 neck and head for MMDetection 3.x.
 
 Importing this package applies the stack's compatibility fixes (see
-:mod:`convnextv2_yolo.compat`) and registers every module into MMDetection's
+:mod:`convnextv2_yolo.patches`) and registers every module into MMDetection's
 registries, so a config only needs::
 
     custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)
 """
 from .version import __version__
-from . import compat  # noqa: F401  (must run before anything loads checkpoints)
+from . import patches  # noqa: F401  (must run before anything loads checkpoints)
 
-compat.apply_all()
+patches.apply_all()
 
 from . import (backbones, datasets, dense_heads, detectors, engine,  # noqa: E402,F401
                evaluation, layers, losses, necks, selfsup, task_modules)

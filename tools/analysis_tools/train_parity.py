@@ -166,7 +166,7 @@ def absolute_data_yaml(data_yaml: str, out_dir: str) -> str:
     raw['names'] = {i: n for i, n in enumerate(data.names)}
     raw.pop('nc', None)
     raw.pop('download', None)
-    from convnextv2_yolo.compat import write_atomic
+    from convnextv2_yolo.utils.checkpoint_io import write_atomic
     out = osp.join(out_dir, 'data.yaml')
     write_atomic(out, yaml.safe_dump(raw, sort_keys=False))  # whole or not at all: a parallel side reads it
     return out
@@ -184,7 +184,7 @@ def our_config(args: argparse.Namespace, data_yaml: str, seed: int, imgsz: int, 
     """Our config for one run, dumped to ``work_dir/parity_config.py``: the data, the shared settings,
     a checkpoint (EMA weights) after every epoch, no validation during training, per-iteration logs."""
     from mmengine.config import Config
-    from convnextv2_yolo.utils.data_overrides import apply_data_args
+    from convnextv2_yolo.datasets.data_overrides import apply_data_args
     cfg = Config.fromfile(args.config)
     apply_data_args(cfg, data_yaml, imgsz)
     cfg.train_cfg.max_epochs = epochs
@@ -368,7 +368,7 @@ class Evaluator:
 
     def __call__(self, side: str, checkpoint: str) -> Dict[str, float]:
         import torch
-        from convnextv2_yolo.compat import safe_torch_load
+        from convnextv2_yolo.utils.checkpoint_io import safe_torch_load
         from convnextv2_yolo.converters import convert_state_dict, detect_arch
         if self.runner is None:
             self.runner = self._build_runner()
@@ -394,7 +394,7 @@ CSV_FIELDS = ['side', 'seed', 'epoch', 'seconds', 'cum_seconds', 'mAP50-95', 'mA
 
 
 def write_csv(rows: List[dict], path: str, fields: List[str]) -> None:
-    from convnextv2_yolo.compat import write_atomic
+    from convnextv2_yolo.utils.checkpoint_io import write_atomic
     buf = io.StringIO(newline='')
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction='ignore')
     w.writeheader()
@@ -548,7 +548,7 @@ def parity(args: argparse.Namespace) -> dict:
 
 def throughput(args: argparse.Namespace) -> dict:
     """Seconds per epoch (data loading included; epochs after the first) over the threads/workers/size grid."""
-    from convnextv2_yolo.compat import write_atomic
+    from convnextv2_yolo.utils.checkpoint_io import write_atomic
     from convnextv2_yolo.datasets.yolo_format import load_data_yaml
     os.makedirs(args.work_dir, exist_ok=True)
     data_yaml = absolute_data_yaml(args.data, args.work_dir)
@@ -588,7 +588,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    from convnextv2_yolo.compat import write_atomic
+    from convnextv2_yolo.utils.checkpoint_io import write_atomic
     from convnextv2_yolo.utils.demo_setup import git_commit, machine_info
     args = parse_args(argv)
     if args.throughput:

@@ -12,7 +12,7 @@ import difflib
 import os.path as osp
 import sys
 
-from convnextv2_yolo.compat import write_atomic
+from convnextv2_yolo.utils.checkpoint_io import write_atomic
 from convnextv2_yolo.utils.readme_results import blocks, readme_blocks, render_readme
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -24,7 +24,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .. import compat
+from ..utils.checkpoint_io import CheckpointLoadError, safe_torch_load
 
 FORMATS = ('mmpretrain', 'fcmae', 'official', 'timm')
 BACKBONE_PREFIX = 'backbone.'
@@ -55,8 +55,8 @@ def _resolve_url(url: str) -> str:
     return dst
 
 
-def safe_torch_load(path: str) -> dict:
-    """:func:`convnextv2_yolo.compat.safe_torch_load` that also wants a dict.
+def load_checkpoint_dict(path: str) -> dict:
+    """:func:`~convnextv2_yolo.utils.checkpoint_io.safe_torch_load` on CPU, wanting a dict.
 
     Args:
         path (str): Local checkpoint file.
@@ -70,8 +70,8 @@ def safe_torch_load(path: str) -> dict:
             by safe loading), is corrupt or truncated, or is not a dict.
     """
     try:
-        obj = compat.safe_torch_load(path, map_location='cpu')
-    except compat.CheckpointLoadError as e:
+        obj = safe_torch_load(path, map_location='cpu')
+    except CheckpointLoadError as e:
         raise CheckpointFormatError(str(e)) from None
     if not isinstance(obj, dict):
         raise CheckpointFormatError(
@@ -96,12 +96,12 @@ def load_checkpoint_file(path_or_url: str) -> dict:
     """
     path_or_url = str(path_or_url)
     if path_or_url.startswith(_REMOTE_PREFIXES):
-        return safe_torch_load(_resolve_url(path_or_url))
+        return load_checkpoint_dict(_resolve_url(path_or_url))
     if is_remote(path_or_url):
         from mmengine.runner.checkpoint import CheckpointLoader
         return CheckpointLoader.load_checkpoint(
             path_or_url, map_location='cpu')
-    return safe_torch_load(osp.expanduser(path_or_url))
+    return load_checkpoint_dict(osp.expanduser(path_or_url))
 
 
 def extract_state_dict(ckpt: dict) -> Dict[str, torch.Tensor]:

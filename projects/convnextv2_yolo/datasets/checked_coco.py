@@ -24,7 +24,7 @@ class CheckedCocoDataset(CocoDataset):
     - ``ValueError`` naming ``metainfo.classes`` entries absent from the
       file's categories (mmdet silently drops their boxes), or repeated;
     - labels follow the order of ``metainfo.classes`` by name, whatever the
-      file's category order or ids (see ``compat.coco_cat_ids_in_requested_order``);
+      file's category order or ids (see ``patches.coco_cat_ids_in_requested_order``);
     - image sizes: every time an image is loaded, its decoded size (EXIF
       orientation applied, as OpenCV decodes) is compared with the file's
       ``width``/``height``; a mismatch is logged once per image and process as

@@ -7,7 +7,7 @@ from mmdet.models.data_preprocessors import DetDataPreprocessor
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from .collate import pack_gt_instances
+from ..structures import pack_gt_instances
 
 
 @MODELS.register_module()

@@ -40,7 +40,7 @@ from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from ..compat import write_atomic
+from ..utils.checkpoint_io import write_atomic
 from ..utils.class_names import as_class_names
 from . import yolo_format
 
@@ -343,7 +343,7 @@ def load_index_cache(path: str, key: str, num_images: int,
 
 
 def save_index_cache(path: str, key: str, source: str, records: Sequence[ImageRecord]) -> Optional[str]:
-    """Write the records as JSON with ``compat.write_atomic`` (readers never see a partial file).
+    """Write the records as JSON with ``write_atomic`` (readers never see a partial file).
 
     Args:
         path (str): The cache file.

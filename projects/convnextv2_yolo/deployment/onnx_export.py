@@ -81,7 +81,7 @@ class DenseOutputs(nn.Module):
 
 # ------------------------------------------------------------------- model
 def _state_dict_of(checkpoint: str) -> Tuple[Dict[str, Tensor], dict]:
-    from ..compat import safe_torch_load
+    from ..utils.checkpoint_io import safe_torch_load
     ckpt = safe_torch_load(checkpoint, map_location='cpu')
     if not isinstance(ckpt, dict):
         raise ExportError(f'{checkpoint}: not a checkpoint (a {type(ckpt).__name__}, expected a dict with '
@@ -134,14 +134,14 @@ def load_detector(cfg, checkpoint: str) -> Tuple[nn.Module, Tuple[str, ...]]:
     Raises:
         ExportError: the head is not a YOLO11Head, or the checkpoint does not fit
             (first mismatched key).
-        FileNotFoundError, CheckpointLoadError: as ``compat.safe_torch_load``.
+        FileNotFoundError, CheckpointLoadError: as ``utils.checkpoint_io.safe_torch_load``.
     """
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
 
     from ..dense_heads.yolo11_head import YOLO11Head
     from ..utils import resolve_class_names
-    from ..utils.data_overrides import inner_dataset
+    from ..datasets.data_overrides import inner_dataset
     state, meta = _state_dict_of(checkpoint)
     model_cfg = copy.deepcopy(cfg.model)
     ckpt_classes = (meta.get('dataset_meta') or {}).get('classes')
@@ -244,7 +244,7 @@ def check_test_cfg(test_cfg: dict, postprocess: str) -> dict:
 
 def _letterbox_of(cfg) -> dict:
     """Letterbox size/pad of the config's test pipeline, refusing other transforms."""
-    from ..utils.data_overrides import inner_dataset
+    from ..datasets.data_overrides import inner_dataset
     dataset = inner_dataset(cfg.get('test_dataloader')) or {}
     pipeline = dataset.get('pipeline') or []
     types = [t.get('type') for t in pipeline]

@@ -5,7 +5,7 @@ samples of mmdet's test pipeline (``LetterResize`` built from the file's
 metadata) go through the same ``YOLODetDataPreprocessor`` (mean/std/RGB from
 the metadata), ONNX Runtime runs the network, and the outputs become
 ``pred_instances`` in original-image pixels through the head's own code
-(``YOLO11Head._candidates`` + ``multiclass_nms`` for a raw file,
+(``select_candidates`` + ``multiclass_nms`` of ``layers/bbox_nms.py`` for a raw file,
 ``YOLO11Head._rescale`` for both). :class:`ORTInferencer` is mmdet's
 ``DetInferencer`` with that model: the same inputs, pictures and JSON as
 ``tools/infer.py``'s PyTorch path.
@@ -82,8 +82,8 @@ def raw_to_instances(boxes: torch.Tensor, scores: torch.Tensor, test_cfg: dict, 
     Returns:
         InstanceData: ``bboxes`` (K, 4), ``scores`` (K,), ``labels`` (K,), by descending score.
     """
-    from ..dense_heads.yolo11_head import YOLO11Head, multiclass_nms
-    prior_idx, labels, kept = YOLO11Head._candidates(scores.t(), test_cfg)
+    from ..layers.bbox_nms import multiclass_nms, select_candidates
+    prior_idx, labels, kept = select_candidates(scores.t(), test_cfg)
     keep, out = multiclass_nms(boxes[prior_idx], kept, labels, nms_cfg)
     keep, out = keep[:test_cfg['max_per_img']], out[:test_cfg['max_per_img']]
     return InstanceData(bboxes=boxes[prior_idx][keep], scores=out, labels=labels[keep])

@@ -96,9 +96,9 @@ def fit_head_to_checkpoint(model_cfg: dict, checkpoint: str) -> Optional[int]:
         int | None: The width set, or None when nothing was set.
 
     Raises:
-        FileNotFoundError, CheckpointLoadError: as :func:`convnextv2_yolo.compat.safe_torch_load`.
+        FileNotFoundError, CheckpointLoadError: as :func:`convnextv2_yolo.utils.checkpoint_io.safe_torch_load`.
     """
-    from ..compat import load_checkpoint_mmap
+    from ..utils.checkpoint_io import load_checkpoint_mmap
     head = model_cfg.get('bbox_head') if isinstance(model_cfg, dict) else None
     if (not isinstance(head, dict) or head.get('type') not in HEAD_TYPES or head.get('cls_channels')
             or not checkpoint or not osp.isfile(str(checkpoint))):
@@ -249,7 +249,7 @@ def _dataset_classes(runner: Runner) -> Optional[Tuple[str, ...]]:
     """Classes of the first built loop's dataset (train, then val, then test), else the config's."""
     from mmengine.runner import BaseLoop
 
-    from ..utils.data_overrides import inner_dataset
+    from ..datasets.data_overrides import inner_dataset
     for loop in (runner._train_loop, runner._val_loop, runner._test_loop):
         if isinstance(loop, BaseLoop):
             classes = (getattr(loop.dataloader.dataset, 'metainfo', None) or {}).get('classes')

@@ -68,7 +68,7 @@ def prepare_demo_cfg(config: str, work_dir: str, root: str, data_root: Optional[
     """
     from ..datasets.synthetic import make_synthetic_dataset
     from ..datasets.yolo_format import load_data_yaml
-    from .data_overrides import apply_data_args
+    from ..datasets.data_overrides import apply_data_args
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -173,6 +173,6 @@ def demo_result(runner, root: str, config: str, wall_s: float, train_s: float,
 
 def write_json(path: str, data: dict) -> str:
     """Write ``data`` as indented JSON (atomically: a reader never sees half a file)."""
-    from ..compat import write_atomic
+    from .checkpoint_io import write_atomic
     write_atomic(path, json.dumps(data, indent=2) + '\n')
     return path

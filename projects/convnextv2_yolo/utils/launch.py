@@ -28,23 +28,6 @@ def parse_common_args(parser: ArgumentParser) -> Namespace:
     return args
 
 
-def train_batch_size(runner) -> int:
-    """Images per training iteration over all processes (loader batch x world size).
-
-    Raises:
-        ValueError: the training data loader has no batch size.
-    """
-    from mmengine.dist import get_world_size
-    loader = runner.train_dataloader
-    batch = getattr(loader, 'batch_size', None)
-    if batch is None:  # a batch sampler holds it
-        batch = getattr(getattr(loader, 'batch_sampler', None), 'batch_size', None)
-    if batch is None:
-        raise ValueError('cannot tell the training batch size: train_dataloader has neither batch_size '
-                         'nor a batch_sampler with one')
-    return int(batch) * get_world_size()
-
-
 def close_distributed() -> None:
     """Destroy the default process group, if any, before the process exits.
 
@@ -72,7 +55,7 @@ def build_runner(cfg: Config):
 
 
 def _common(cfg: Config, args: Namespace) -> Config:
-    from .data_overrides import apply_data_args
+    from ..datasets.data_overrides import apply_data_args
     cfg.launcher = args.launcher
     apply_data_args(cfg, getattr(args, 'data', None), getattr(args, 'imgsz', None))
     if getattr(args, 'cfg_options', None):  # after --data/--imgsz: they can be overridden
@@ -138,9 +121,9 @@ def check_class_names(cfg: Config, checkpoint: str) -> None:
     """
     from mmengine.logging import print_log
 
-    from ..compat import read_checkpoint_meta
+    from .checkpoint_io import read_checkpoint_meta
     from .class_names import resolve_class_names
-    from .data_overrides import inner_dataset
+    from ..datasets.data_overrides import inner_dataset
     dataset = inner_dataset(cfg.get('test_dataloader'))
     config_classes = ((dataset or {}).get('metainfo') or {}).get('classes')
     num_classes = cfg.get('model', {}).get('bbox_head', {}).get('num_classes')

@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 from mmdet.registry import HOOKS
 
 from ..optimizers import OptimizerDecision, TrainingRun, YOLOGradAccumulation, decide_optimizer
+from ...utils.batch_size import train_batch_size
 
 
 @HOOKS.register_module()

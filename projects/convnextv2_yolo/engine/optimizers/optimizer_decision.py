@@ -98,7 +98,7 @@ class TrainingRun:
         """
         from mmengine.runner import IterBasedTrainLoop
 
-        from ...utils.launch import train_batch_size
+        from ...utils.batch_size import train_batch_size
         total_batch = train_batch_size(runner)
         nominal = max(total_batch, nominal_batch_size)
         dataset = runner.train_dataloader.dataset

@@ -25,10 +25,10 @@ class CheckedCocoMetric(CocoMetric):
       ``meta_keys`` (a ``KeyError`` says so otherwise);
     - a validation without a single detection (an untrained model, a high
       ``score_thr``) logs a warning and evaluates to zeros; mmdet logs it at
-      ERROR level and returns no metric at all (with ``compat.coco_empty_results``
+      ERROR level and returns no metric at all (with ``patches.coco_empty_results``
       the evaluation itself runs);
     - predicted labels map to category ids in the order of the config's
-      ``classes`` by name (``compat.coco_cat_ids_in_requested_order``); each
+      ``classes`` by name (``patches.coco_cat_ids_in_requested_order``); each
       class must be a category of ``ann_file`` (``ValueError`` naming the
       missing ones when the runner sets the dataset's classes; mmdet maps
       labels of a missing class to the wrong category, or fails with an

@@ -65,7 +65,7 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
         FileNotFoundError / DataYamlError: the yaml or its paths.
         DataYamlError: the yaml has no ``val`` split, or its path does not exist.
     """
-    from ..datasets.yolo_format import load_data_yaml
+    from .yolo_format import load_data_yaml
     from mmengine.logging import print_log
     data = load_data_yaml(data_yaml)
     data.sources('val')  # validation needs it now (a missing train/test split fails where it is used)

@@ -32,7 +32,8 @@ from torch import nn
 from ..utils.class_names import checkpoint_classes
 from ..utils.malloc import configure_malloc
 
-HEAD_TYPES = ('YOLO11Head', 'convnextv2_yolo.YOLO11Head', 'mmdet.YOLO11Head')
+HEAD_TYPES = tuple(f'{scope}{name}' for name in ('YOLOHead', 'YOLO11Head')
+                   for scope in ('', 'convnextv2_yolo.', 'mmdet.'))
 # final class conv of a level: '<prefix>bbox_head.cls_convs.<level>.<index>.weight' (an nn.Conv2d child)
 _CLS_CONV_RE = re.compile(r'^(?:module\.)?bbox_head\.cls_convs\.(\d+)\.(\d+)\.weight$')
 _REG_IN_RE = re.compile(r'^(?:module\.)?bbox_head\.reg_convs\.(\d+)\.0\.conv\.weight$')
@@ -79,6 +80,29 @@ def head_layout(shapes: Mapping[str, Sequence[int]]) -> Optional[HeadLayout]:
     return HeadLayout(int(shape[0]), int(shape[1]), tuple(inputs[i] for i in sorted(inputs)))
 
 
+def resolved_head_in_channels(model_cfg: dict) -> Optional[List[int]]:
+    """The head's input channels of a config whose ``bbox_head.in_channels`` is ``'auto'``.
+
+    The detector resolves them from the built neck (see :class:`YOLODetector`): the model is
+    built here on the meta device (no memory, no initialisation) to read them.
+
+    Args:
+        model_cfg (dict): The model config (not modified).
+
+    Returns:
+        list[int] | None: The channels, None when the model cannot be built so.
+    """
+    from mmdet.registry import MODELS
+    cfg = copy.deepcopy(model_cfg)
+    cfg.get('backbone', {}).pop('init_cfg', None)
+    try:
+        with torch.device('meta'):
+            model = MODELS.build(cfg)
+    except Exception:  # noqa: BLE001 - any build failure means "unknown": the caller skips the check
+        return None
+    return list(getattr(model.bbox_head, 'in_channels', [])) or None
+
+
 def fit_head_to_checkpoint(model_cfg: dict, checkpoint: str) -> Optional[int]:
     """Set ``model_cfg.bbox_head.cls_channels`` to the checkpoint's class-branch width.
 
@@ -108,7 +132,9 @@ def fit_head_to_checkpoint(model_cfg: dict, checkpoint: str) -> Optional[int]:
     layout = head_layout({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
     if layout is None:
         return None
-    in_channels = head.get('in_channels')
+    in_channels = head.get('in_channels', 'auto')
+    if in_channels == 'auto':
+        in_channels = resolved_head_in_channels(model_cfg)
     if isinstance(in_channels, (list, tuple)) and tuple(in_channels) != layout.in_channels:
         print_log(f'{checkpoint}: class-branch width not taken from the checkpoint: its head inputs '
                   f'{list(layout.in_channels)} differ from the config\'s {list(in_channels)} (another scale)',

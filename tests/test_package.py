@@ -10,9 +10,8 @@ def test_import_registers_modules():
                                 TASK_UTILS, TRANSFORMS)
     from mmengine.registry import FUNCTIONS
     expected = {
-        MODELS: ['YOLOCSPDarknet', 'YOLO11CSPDarknet', 'ConvNeXtV2', 'YOLOPAFPN', 'YOLO11PAFPN', 'YOLOHead', 'YOLO11Head',
-                 'YOLODetector',
-                 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss', 'YOLOModelEMA'],
+        MODELS: ['YOLOCSPDarknet', 'YOLO11CSPDarknet', 'ConvNeXtV2', 'YOLOPAFPN', 'YOLO11PAFPN', 'YOLOHead',
+                 'YOLO11Head', 'YOLODetector', 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss', 'YOLOModelEMA'],
         TASK_UTILS: ['BatchTaskAlignedAssigner'],
         HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook', 'YOLOEMAHook'],
         TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine', 'YOLOMosaic'],

@@ -34,6 +34,7 @@ from ..utils.malloc import configure_malloc
 
 HEAD_TYPES = tuple(f'{scope}{name}' for name in ('YOLOHead', 'YOLO11Head')
                    for scope in ('', 'convnextv2_yolo.', 'mmdet.'))
+NECK_TYPES = ('YOLOPAFPN', 'YOLO11PAFPN')
 # final class conv of a level: '<prefix>bbox_head.cls_convs.<level>.<index>.weight' (an nn.Conv2d child)
 _CLS_CONV_RE = re.compile(r'^(?:module\.)?bbox_head\.cls_convs\.(\d+)\.(\d+)\.weight$')
 _REG_IN_RE = re.compile(r'^(?:module\.)?bbox_head\.reg_convs\.(\d+)\.0\.conv\.weight$')
@@ -83,8 +84,10 @@ def head_layout(shapes: Mapping[str, Sequence[int]]) -> Optional[HeadLayout]:
 def resolved_head_in_channels(model_cfg: dict) -> Optional[List[int]]:
     """The head's input channels of a config whose ``bbox_head.in_channels`` is ``'auto'``.
 
-    The detector resolves them from the built neck (see :class:`YOLODetector`): the model is
-    built here on the meta device (no memory, no initialisation) to read them.
+    The detector resolves them from the built neck (see :class:`YOLODetector`). A ``YOLOPAFPN``'s
+    output channels follow from its own config (its scale or ``out_channels``, not its inputs): it
+    is built alone on the meta device (no memory, no initialisation); any other model is built
+    whole on the meta device.
 
     Args:
         model_cfg (dict): The model config (not modified).
@@ -94,13 +97,18 @@ def resolved_head_in_channels(model_cfg: dict) -> Optional[List[int]]:
     """
     from mmdet.registry import MODELS
     cfg = copy.deepcopy(model_cfg)
-    cfg.get('backbone', {}).pop('init_cfg', None)
+    neck = cfg.get('neck')
     try:
         with torch.device('meta'):
-            model = MODELS.build(cfg)
+            if isinstance(neck, dict) and str(neck.get('type', '')).split('.')[-1] in NECK_TYPES:
+                if neck.get('in_channels', 'auto') == 'auto':
+                    neck['in_channels'] = [64, 128, 256]  # any: the outputs do not depend on them
+                neck['sppf_c2psa'] = False  # idem (set 'auto' is resolved by the detector only)
+                return list(MODELS.build(neck).out_channels)
+            cfg.get('backbone', {}).pop('init_cfg', None)
+            return list(MODELS.build(cfg).bbox_head.in_channels)
     except Exception:  # noqa: BLE001 - any build failure means "unknown": the caller skips the check
         return None
-    return list(getattr(model.bbox_head, 'in_channels', [])) or None
 
 
 def fit_head_to_checkpoint(model_cfg: dict, checkpoint: str) -> Optional[int]:

@@ -170,6 +170,9 @@ def test_explicit_width_wins_and_other_scale_is_left_alone(coco_ckpt, tiny_data,
     model.bbox_head.in_channels = [128, 256, 512]  # another scale's head inputs
     assert fit_head_to_checkpoint(model, path) is None and 'cls_channels' not in model.bbox_head
     model = copy.deepcopy(cfg.model)
+    model.neck.scale = 's'  # another scale; the head's in_channels stay 'auto' (the neck's)
+    assert fit_head_to_checkpoint(model, path) is None and 'cls_channels' not in model.bbox_head
+    model = copy.deepcopy(cfg.model)
     assert fit_head_to_checkpoint(model, path) == 80 and model.bbox_head.cls_channels == 80
 
 

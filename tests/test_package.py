@@ -10,12 +10,12 @@ def test_import_registers_modules():
                                 TASK_UTILS, TRANSFORMS)
     from mmengine.registry import FUNCTIONS
     expected = {
-        MODELS: ['YOLO11CSPDarknet', 'ConvNeXtV2', 'YOLO11PAFPN', 'YOLO11Head', 'YOLODetector',
-                 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss', 'YOLOModelEMA'],
+        MODELS: ['YOLOCSPDarknet', 'YOLO11CSPDarknet', 'ConvNeXtV2', 'YOLOPAFPN', 'YOLO11PAFPN', 'YOLOHead',
+                 'YOLO11Head', 'YOLODetector', 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss', 'YOLOModelEMA'],
         TASK_UTILS: ['BatchTaskAlignedAssigner'],
         HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook', 'YOLOEMAHook'],
         TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine', 'YOLOMosaic'],
-        OPTIM_WRAPPER_CONSTRUCTORS: ['YOLOOptimWrapperConstructor'],
+        OPTIM_WRAPPER_CONSTRUCTORS: ['YOLOOptimWrapperConstructor', 'ConvNeXtLayerDecayOptimizerConstructor'],
         OPTIM_WRAPPERS: ['YOLOOptimWrapper', 'YOLOAmpOptimWrapper'],
         METRICS: ['CheckedCocoMetric'],
         DATASETS: ['CheckedCocoDataset'],

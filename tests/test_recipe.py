@@ -177,3 +177,27 @@ def test_resume_in_the_close_mosaic_phase_keeps_the_plain_pipeline(tiny_data, tm
     runner.register_hook(Record(), priority='LOWEST')
     runner.train()
     assert list(seen) == [3] and 'YOLOMosaic' not in seen[3] and 'LetterResize' in seen[3]
+
+
+@pytest.mark.parametrize('arch, num_layers', [('atto', 6), ('base', 12)])
+def test_layer_decay_depth_is_read_from_the_backbone(arch, num_layers):
+    """ConvNeXtLayerDecayOptimizerConstructor without num_layers groups as mmdet's with the backbone's count."""
+    import torch.nn as nn
+    from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    model = nn.Module()
+    model.backbone = MODELS.build(dict(type='ConvNeXtV2', arch=arch))
+    wrapper_cfg = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+
+    def groups(constructor, **paramwise):
+        build = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type=constructor, optim_wrapper_cfg=wrapper_cfg,
+                                                      paramwise_cfg=dict(decay_rate=0.8, **paramwise)))
+        return [(g['lr'], g['weight_decay'], [id(p) for p in g['params']]) for g in build(model).optimizer.param_groups]
+
+    auto = groups('ConvNeXtLayerDecayOptimizerConstructor')
+    assert auto == groups('LearningRateDecayOptimizerConstructor', num_layers=num_layers)
+    assert auto != groups('LearningRateDecayOptimizerConstructor', num_layers=18 - num_layers)
+    model.backbone = MODELS.build(dict(type='YOLOCSPDarknet', scale='n'))
+    with pytest.raises(ValueError, match='lr_decay_num_layers'):
+        groups('ConvNeXtLayerDecayOptimizerConstructor')

@@ -173,8 +173,8 @@ def test_scale_depth(n, d, expected):
 
 # --------------------------------------------------------------------------- backbone
 def test_backbone_yolo11_n_shapes():
-    from convnextv2_yolo.backbones import YOLO11CSPDarknet
-    net = YOLO11CSPDarknet('yolo11', deepen_factor=0.5, widen_factor=0.25).eval()
+    from convnextv2_yolo.backbones import YOLOCSPDarknet
+    net = YOLOCSPDarknet('yolo11', deepen_factor=0.5, widen_factor=0.25).eval()
     outs = net(torch.randn(1, 3, 64, 96))
     assert [tuple(o.shape) for o in outs] == [(1, 128, 8, 12), (1, 128, 4, 6), (1, 256, 2, 3)]
     assert net.out_channels == [128, 128, 256]
@@ -184,23 +184,23 @@ def test_backbone_yolo11_n_shapes():
 
 
 def test_backbone_yolov8_and_c3k_all():
-    from convnextv2_yolo.backbones import YOLO11CSPDarknet
-    v8 = YOLO11CSPDarknet('yolov8', deepen_factor=0.33, widen_factor=0.25, out_indices=(1, 2, 3, 4))
+    from convnextv2_yolo.backbones import YOLOCSPDarknet
+    v8 = YOLOCSPDarknet('yolov8', deepen_factor=0.33, widen_factor=0.25, out_indices=(1, 2, 3, 4))
     assert v8.out_channels == [32, 64, 128, 256]
     assert [type(m).__name__ for m in v8.stage4] == ['Conv', 'C2f', 'SPPF']
     assert len(v8.stage2[1].m) == 2 and v8.stage2[1].m[0].add  # 6 * 0.33 -> 2, residual
     assert len(v8(torch.randn(1, 3, 64, 64))) == 4
-    every = YOLO11CSPDarknet('yolo11', deepen_factor=0.5, widen_factor=0.25, c3k_all=True)
+    every = YOLOCSPDarknet('yolo11', deepen_factor=0.5, widen_factor=0.25, c3k_all=True)
     assert isinstance(every.stage1[1].m[0], C3k)
-    with pytest.raises(ValueError, match='arch'):
-        YOLO11CSPDarknet('yolov5')
+    with pytest.raises(ValueError, match='version'):
+        YOLOCSPDarknet('yolov5')
     with pytest.raises(ValueError, match='out_indices'):
-        YOLO11CSPDarknet(out_indices=(5, ))
+        YOLOCSPDarknet(out_indices=(5, ))
 
 
 def test_backbone_frozen_stages_and_norm_eval():
-    from convnextv2_yolo.backbones import YOLO11CSPDarknet
-    net = YOLO11CSPDarknet(deepen_factor=0.5, widen_factor=0.25, frozen_stages=1, norm_eval=True)
+    from convnextv2_yolo.backbones import YOLOCSPDarknet
+    net = YOLOCSPDarknet(deepen_factor=0.5, widen_factor=0.25, frozen_stages=1, norm_eval=True)
     net.train()
     assert not any(p.requires_grad for p in net.stem.parameters())
     assert not any(p.requires_grad for p in net.stage1.parameters())
@@ -212,9 +212,9 @@ def test_backbone_frozen_stages_and_norm_eval():
 
 # --------------------------------------------------------------------------- neck
 def test_neck_on_foreign_backbone_with_sppf_c2psa():
-    from convnextv2_yolo.necks import YOLO11PAFPN
+    from convnextv2_yolo.necks import YOLOPAFPN
     in_channels = [80, 160, 320]  # ConvNeXt V2 atto: never rescaled by widen_factor
-    neck = YOLO11PAFPN(in_channels, deepen_factor=0.5, widen_factor=0.25, sppf_c2psa=True).eval()
+    neck = YOLOPAFPN(in_channels, deepen_factor=0.5, widen_factor=0.25, sppf_c2psa=True).eval()
     assert neck.out_channels == [64, 128, 256]
     assert neck.sppf.cv1.conv.in_channels == 320 and neck.sppf.cv2.conv.out_channels == 256
     assert neck.c2psa.cv1.conv.in_channels == 256
@@ -230,8 +230,8 @@ def test_neck_on_foreign_backbone_with_sppf_c2psa():
 
 def test_neck_wiring_matches_reference_order():
     """Concats are [upsampled/downsampled, lateral] as the reference."""
-    from convnextv2_yolo.necks import YOLO11PAFPN
-    neck = randomize(YOLO11PAFPN([32, 48, 64], deepen_factor=0.5, widen_factor=0.25))
+    from convnextv2_yolo.necks import YOLOPAFPN
+    neck = randomize(YOLOPAFPN([32, 48, 64], deepen_factor=0.5, widen_factor=0.25))
     p3, p4, p5 = (torch.randn(1, c, s, s) for c, s in zip([32, 48, 64], (8, 4, 2)))
     up = lambda t: F.interpolate(t, scale_factor=2.0, mode='nearest')  # noqa: E731
     td4 = neck.top_down_layers[0](torch.cat([up(p5), p4], 1))
@@ -244,12 +244,82 @@ def test_neck_wiring_matches_reference_order():
 
 
 def test_neck_yolov8_and_bad_inputs():
-    from convnextv2_yolo.necks import YOLO11PAFPN
-    neck = YOLO11PAFPN([64, 128, 256], deepen_factor=0.33, widen_factor=0.25, arch='yolov8', sppf_c2psa=True)
+    from convnextv2_yolo.necks import YOLOPAFPN
+    neck = YOLOPAFPN([64, 128, 256], deepen_factor=0.33, widen_factor=0.25, version='yolov8', sppf_c2psa=True)
     assert isinstance(neck.top_down_layers[0], C2f) and not isinstance(neck.top_down_layers[0], C3k2)
     assert not neck.top_down_layers[0].m[0].add  # YOLOv8's neck C2f: no residuals
     assert hasattr(neck, 'sppf') and not hasattr(neck, 'c2psa')
     with pytest.raises(ValueError, match=r'\[64, 128, 256\]'):
         neck([torch.randn(1, 32, 8, 8), torch.randn(1, 128, 4, 4), torch.randn(1, 256, 2, 2)])
     with pytest.raises(ValueError, match='three levels'):
-        YOLO11PAFPN([64, 128])
+        YOLOPAFPN([64, 128])
+
+
+# --------------------------------------------------------------------------- scales
+def _shapes(module):
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize('version', ['yolo11', 'yolov8'])
+@pytest.mark.parametrize('scale', ['n', 's', 'm', 'l', 'x'])
+def test_scale_is_its_table_row(version, scale):
+    """scale='s' builds what the row's explicit factors build (the reference's scales: table)."""
+    from convnextv2_yolo.backbones import YOLOCSPDarknet
+    from convnextv2_yolo.layers import YOLO_SCALES
+    from convnextv2_yolo.necks import YOLOPAFPN
+    row = YOLO_SCALES[version][scale]._asdict()
+    with torch.device('meta'):
+        by_scale = YOLOCSPDarknet(version, scale=scale)
+        by_factors = YOLOCSPDarknet(version, **row)
+        neck = YOLOPAFPN(by_scale.out_channels, version=version, scale=scale)
+        neck_factors = YOLOPAFPN(by_scale.out_channels, version=version, **row)
+    assert _shapes(by_scale) == _shapes(by_factors)
+    assert _shapes(neck) == _shapes(neck_factors)
+
+
+def test_scale_and_explicit_factors_is_an_error():
+    from convnextv2_yolo.backbones import YOLOCSPDarknet
+    from convnextv2_yolo.necks import YOLOPAFPN
+    with pytest.raises(ValueError, match=r"scale='s' and widen_factor=0\.5"):
+        YOLOCSPDarknet(scale='s', widen_factor=0.5)
+    with pytest.raises(ValueError, match=r"scale='n' and deepen_factor=0\.5, c3k_all=True"):
+        YOLOPAFPN([64, 128, 256], scale='n', deepen_factor=0.5, c3k_all=True)
+    with pytest.raises(ValueError, match='has scales'):
+        YOLOCSPDarknet('yolov8', scale='t')
+    with pytest.raises(ValueError, match='out_channels are real channels'):
+        YOLOPAFPN([64, 128, 256], out_channels=[64, 128, 256], widen_factor=0.25)
+
+
+def test_neck_out_channels_are_real_or_follow_the_scale():
+    from convnextv2_yolo.necks import YOLOPAFPN
+    assert YOLOPAFPN([80, 160, 320], scale='n').out_channels == [64, 128, 256]
+    assert YOLOPAFPN([80, 160, 320], version='yolov8', scale='m').out_channels == [192, 384, 576]
+    custom = YOLOPAFPN([80, 160, 320], out_channels=[48, 96, 192], scale='n')  # depth of n, own widths
+    assert custom.out_channels == [48, 96, 192] and custom.bottom_up_layers[1].cv2.conv.out_channels == 192
+
+
+def test_deprecated_names_build_the_same_modules():
+    """Older configs (YOLO11CSPDarknet / YOLO11PAFPN with arch= and width-1.0 out_channels) still build."""
+    from convnextv2_yolo.backbones import YOLO11CSPDarknet, YOLOCSPDarknet
+    from convnextv2_yolo.necks import YOLO11PAFPN, YOLOPAFPN
+    with pytest.warns(DeprecationWarning, match='YOLOCSPDarknet'):
+        old = YOLO11CSPDarknet(arch='yolov8', deepen_factor=0.67, widen_factor=0.75, max_channels=768)
+    assert _shapes(old) == _shapes(YOLOCSPDarknet('yolov8', scale='m'))
+    with pytest.warns(DeprecationWarning, match='YOLOPAFPN'):
+        old = YOLO11PAFPN([80, 160, 320], out_channels=[256, 512, 1024], deepen_factor=0.5, widen_factor=1.0,
+                          max_channels=512, c3k_all=True, sppf_c2psa=True)
+    new = YOLOPAFPN([80, 160, 320], scale='m', sppf_c2psa=True)
+    assert old.out_channels == new.out_channels == [256, 512, 512] and _shapes(old) == _shapes(new)
+
+
+def test_detector_reads_head_channels_from_the_neck():
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    model = MODELS.build(dict(
+        type='YOLODetector',
+        backbone=dict(type='ConvNeXtV2', arch='atto'),
+        neck=dict(type='YOLOPAFPN', scale='s', in_channels='auto', sppf_c2psa='auto'),
+        bbox_head=dict(type='YOLOHead', num_classes=3)))  # in_channels left out: 'auto'
+    assert model.neck.in_channels == [80, 160, 320] and hasattr(model.neck, 'c2psa')
+    assert model.bbox_head.in_channels == model.neck.out_channels == [128, 256, 512]

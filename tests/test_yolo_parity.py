@@ -47,14 +47,16 @@ def build_meta(cfg):
 
 @pytest.mark.parametrize('arch, scale', CASES)
 def test_config_params_flops_and_channels(arch, scale):
+    from convnextv2_yolo.layers import YOLO_SCALES
     cfg = load_cfg(arch, scale)
-    assert (cfg.deepen_factor, cfg.widen_factor, cfg.max_channels) == SCALE_VARS[arch][scale]
-    if arch == 'yolo11':
-        assert cfg.c3k_all == (scale in 'mlx')
+    assert cfg.model.backbone.scale == cfg.model.neck.scale == scale
+    row = YOLO_SCALES[arch][scale]  # the reference's scales: row and its C3k choice
+    assert (row.deepen_factor, row.widen_factor, row.max_channels) == SCALE_VARS[arch][scale]
+    assert row.c3k_all == (arch == 'yolo11' and scale in 'mlx')
     assert cfg.model.bbox_head.num_classes == 80
     model = build_meta(cfg)
     assert model.backbone.out_channels == model.neck.in_channels
-    assert model.neck.out_channels == NECK_OUT[arch][scale] == list(cfg.model.bbox_head.in_channels)
+    assert model.neck.out_channels == NECK_OUT[arch][scale] == model.bbox_head.in_channels
     params, gflops = REFERENCE[arch][scale]
     assert count_params(model) == params
     measured = count_flops(model, (3, 640, 640)) / 1e9

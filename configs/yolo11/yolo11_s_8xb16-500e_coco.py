@@ -1,24 +1,5 @@
 # YOLO11-s on COCO (80 classes): 9,458,752 parameters, 21.84 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolo11.py', '../_base_/yolo_recipe_500e.py']
+_base_ = './yolo11_n_8xb16-500e_coco.py'
 
-# [depth, width, max_channels] of scale s
-deepen_factor = 0.5
-widen_factor = 0.5
-max_channels = 1024
-c3k_all = False
-# the backbone's real P3/P4/P5 channels, [256, 256, 512], are read by the neck (in_channels='auto')
-neck_out_channels = [128, 256, 512]
-num_classes = 80
-
-model = dict(
-    backbone=dict(
-        deepen_factor=deepen_factor,
-        widen_factor=widen_factor,
-        max_channels=max_channels,
-        c3k_all=c3k_all),
-    neck=dict(
-        deepen_factor=deepen_factor,
-        widen_factor=widen_factor,
-        max_channels=max_channels,
-        c3k_all=c3k_all),
-    bbox_head=dict(num_classes=num_classes, in_channels=neck_out_channels))
+# the reference's scale s (convnextv2_yolo.layers.YOLO_SCALES)
+model = dict(backbone=dict(scale='s'), neck=dict(scale='s'))

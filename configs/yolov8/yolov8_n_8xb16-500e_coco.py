@@ -1,21 +1,4 @@
 # YOLOv8-n on COCO (80 classes): 3,157,200 parameters, 8.86 GFLOPs at 640x640.
+# The reference's scale n (convnextv2_yolo.layers.YOLO_SCALES); the other scales inherit this
+# config and change only model.backbone.scale and model.neck.scale.
 _base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_recipe_500e.py']
-
-# [depth, width, max_channels] of scale n
-deepen_factor = 0.33
-widen_factor = 0.25
-max_channels = 1024
-# the backbone's real P3/P4/P5 channels, [64, 128, 256], are read by the neck (in_channels='auto')
-neck_out_channels = [64, 128, 256]
-num_classes = 80
-
-model = dict(
-    backbone=dict(
-        deepen_factor=deepen_factor,
-        widen_factor=widen_factor,
-        max_channels=max_channels),
-    neck=dict(
-        deepen_factor=deepen_factor,
-        widen_factor=widen_factor,
-        max_channels=max_channels),
-    bbox_head=dict(num_classes=num_classes, in_channels=neck_out_channels))

@@ -1,21 +1,5 @@
 # YOLOv8-s on COCO (80 classes): 11,166,560 parameters, 28.81 GFLOPs at 640x640.
-_base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_recipe_500e.py']
+_base_ = './yolov8_n_8xb16-500e_coco.py'
 
-# [depth, width, max_channels] of scale s
-deepen_factor = 0.33
-widen_factor = 0.5
-max_channels = 1024
-# the backbone's real P3/P4/P5 channels, [128, 256, 512], are read by the neck (in_channels='auto')
-neck_out_channels = [128, 256, 512]
-num_classes = 80
-
-model = dict(
-    backbone=dict(
-        deepen_factor=deepen_factor,
-        widen_factor=widen_factor,
-        max_channels=max_channels),
-    neck=dict(
-        deepen_factor=deepen_factor,
-        widen_factor=widen_factor,
-        max_channels=max_channels),
-    bbox_head=dict(num_classes=num_classes, in_channels=neck_out_channels))
+# the reference's scale s (convnextv2_yolo.layers.YOLO_SCALES)
+model = dict(backbone=dict(scale='s'), neck=dict(scale='s'))

@@ -6,9 +6,6 @@ _base_ = ['../_base_/models/yolov8.py', '../_base_/yolo_convnext_recipe_300e.py'
 checkpoint = ('https://download.openmmlab.com/mmclassification/v0/convnext/downstream/'
               'convnext-tiny_3rdparty_32xb128-noema_in1k_20220301-795e9634.pth')
 freeze_backbone_epochs = 10
-# YOLOv8-m scale of the neck/head: [depth, width, max_channels]
-deepen_factor, widen_factor, max_channels = 0.67, 0.75, 768
-
 model = dict(
     data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     backbone=dict(
@@ -19,13 +16,7 @@ model = dict(
         out_indices=(1, 2, 3),
         drop_path_rate=0.2,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
-    neck=dict(
-        in_channels=[192, 384, 768],
-        deepen_factor=deepen_factor,
-        widen_factor=widen_factor,
-        max_channels=max_channels,
-        sppf_c2psa=False),
-    bbox_head=dict(in_channels=[192, 384, 576]))
+    neck=dict(scale='m', sppf_c2psa=False))  # YOLOv8's scale m; the neck reads the backbone's channels
 
 custom_hooks = [
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, gamma=2000,
@@ -37,4 +28,3 @@ custom_hooks = [
 ]
 # the frozen backbone gets no gradients in the first epochs
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
-optim_wrapper = dict(paramwise_cfg=dict(num_layers=6))

@@ -27,14 +27,6 @@ PAIRS = {
     'atto': 'n', 'femto': 'n', 'pico': 's', 'nano': 's', 'tiny': 'm',
     'base': 'l', 'large': 'x', 'huge': 'x'
 }
-# YOLO11 scales: (deepen_factor, widen_factor, max_channels)
-YOLO11_SCALES = {
-    'n': (0.50, 0.25, 1024),
-    's': (0.50, 0.50, 1024),
-    'm': (0.50, 1.00, 512),
-    'l': (1.00, 1.00, 512),
-    'x': (1.00, 1.50, 512),
-}
 
 
 def build_convnextv2(arch: str, with_cp: bool = False) -> nn.Module:
@@ -45,15 +37,10 @@ def build_convnextv2(arch: str, with_cp: bool = False) -> nn.Module:
 def build_yolo11(scale: str) -> Optional[nn.Module]:
     """Native YOLO11 backbone of ``scale`` (None when not available)."""
     try:
-        from convnextv2_yolo.backbones import YOLO11CSPDarknet
+        from convnextv2_yolo.backbones import YOLOCSPDarknet
     except ImportError:
         return None
-    deepen, widen, max_ch = YOLO11_SCALES[scale]
-    return YOLO11CSPDarknet(
-        arch='yolo11',
-        deepen_factor=deepen,
-        widen_factor=widen,
-        max_channels=max_ch)
+    return YOLOCSPDarknet(version='yolo11', scale=scale)
 
 
 def flops_counter() -> Callable[[nn.Module, int], int]:

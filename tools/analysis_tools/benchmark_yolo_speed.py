@@ -48,10 +48,9 @@ FALLBACK_MODEL = dict(
     type='YOLODetector',
     data_preprocessor=dict(type='YOLODetDataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.],
                            bgr_to_rgb=True),
-    backbone=dict(type='YOLO11CSPDarknet', arch='yolo11', deepen_factor=0.5, widen_factor=0.25),
-    neck=dict(type='YOLO11PAFPN', in_channels=[128, 128, 256], out_channels=[256, 512, 1024],
-              deepen_factor=0.5, widen_factor=0.25, arch='yolo11'),
-    bbox_head=dict(type='YOLO11Head', num_classes=80, in_channels=[64, 128, 256]),
+    backbone=dict(type='YOLOCSPDarknet', version='yolo11', scale='n'),
+    neck=dict(type='YOLOPAFPN', version='yolo11', scale='n'),  # channels read from the backbone
+    bbox_head=dict(type='YOLOHead', num_classes=80),  # channels read from the neck
     train_cfg=dict(assigner=dict(type='BatchTaskAlignedAssigner', topk=10, alpha=0.5, beta=6.0, eps=1e-9)),
     test_cfg=dict(score_thr=0.001, nms_pre=30000, nms=dict(type='nms', iou_threshold=0.7), max_per_img=300,
                   multi_label=True))

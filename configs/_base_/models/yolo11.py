@@ -1,18 +1,11 @@
 # YOLO11 detector (native CSP backbone + PAFPN + decoupled DFL head), scale n.
-# The scale configs configs/yolo11/yolo11_{n,s,m,l,x}_8xb16-500e_coco.py set
-# the scale variables below and apply them to backbone / neck / head.
+# A scale is one word: configs/yolo11/yolo11_{s,m,l,x}_8xb16-500e_coco.py set
+# model.backbone.scale and model.neck.scale (the reference's scales: table, in
+# convnextv2_yolo.layers.YOLO_SCALES); the neck reads its input channels from
+# the backbone and the head from the neck (in_channels='auto').
 custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)
 
 num_classes = 80
-# Scale n: [depth, width, max_channels] = [0.50, 0.25, 1024].
-deepen_factor = 0.5
-widen_factor = 0.25
-max_channels = 1024
-c3k_all = False  # True at scales m, l, x: every C3k2 uses C3k blocks
-# Real channels (after scaling) of the backbone's P3/P4/P5 and of the neck's
-# outputs; the neck never rescales its in_channels.
-# backbone P3/P4/P5 channels at this scale: [128, 128, 256] (the neck reads them itself)
-neck_out_channels = [64, 128, 256]
 
 model = dict(
     type='YOLODetector',
@@ -23,29 +16,22 @@ model = dict(
         bgr_to_rgb=True,
         pad_size_divisor=32),
     backbone=dict(
-        type='YOLO11CSPDarknet',
-        arch='yolo11',
-        deepen_factor=deepen_factor,
-        widen_factor=widen_factor,
-        max_channels=max_channels,
-        c3k_all=c3k_all,
+        type='YOLOCSPDarknet',
+        version='yolo11',
+        scale='n',
         out_indices=(2, 3, 4),
         frozen_stages=-1,
         norm_eval=False),
     neck=dict(
-        type='YOLO11PAFPN',
-        arch='yolo11',
+        type='YOLOPAFPN',
+        version='yolo11',
+        scale='n',
         in_channels='auto',  # the backbone's real P3/P4/P5 channels, read from it
-        out_channels=[256, 512, 1024],  # at width 1.0
-        deepen_factor=deepen_factor,
-        widen_factor=widen_factor,
-        max_channels=max_channels,
-        c3k_all=c3k_all,
         sppf_c2psa='auto'),  # on unless the backbone ends with SPPF (+ C2PSA): the native one does
     bbox_head=dict(
-        type='YOLO11Head',
+        type='YOLOHead',
         num_classes=num_classes,
-        in_channels=neck_out_channels,
+        in_channels='auto',  # the neck's output channels, read from it
         featmap_strides=(8, 16, 32),
         reg_max=16,
         cls_branch='yolo11',

@@ -16,9 +16,10 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    constructor='LearningRateDecayOptimizerConstructor',
-    # num_layers: 6 when the third stage has <= 9 blocks (atto..tiny), 12 otherwise
-    paramwise_cfg=dict(decay_rate=0.8, decay_type='layer_wise', num_layers=6),
+    # mmdet's layer-wise LR decay; its num_layers is read from the backbone (ConvNeXtV2.lr_decay_num_layers:
+    # 6 when the third stage has <= 9 blocks, atto..tiny, 12 otherwise)
+    constructor='ConvNeXtLayerDecayOptimizerConstructor',
+    paramwise_cfg=dict(decay_rate=0.8, decay_type='layer_wise'),
     clip_grad=dict(max_norm=10.0),
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), weight_decay=0.05))
 

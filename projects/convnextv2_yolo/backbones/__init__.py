@@ -1,3 +1,3 @@
 
 from .convnextv2 import ConvNeXtV2  # noqa: F401
-from .yolo11_csp_darknet import YOLO11CSPDarknet  # noqa: F401
+from .yolo_csp_darknet import YOLO11CSPDarknet, YOLOCSPDarknet  # noqa: F401

@@ -1,4 +1,4 @@
-"""Single-stage YOLO detector (backbone -> neck -> YOLO11Head)."""
+"""Single-stage YOLO detector (backbone -> neck -> YOLOHead)."""
 import copy
 from typing import List, Optional, Union
 
@@ -19,11 +19,14 @@ class YOLODetector(SingleStageDetector):
     head as is; validation/test use the usual list of ``DetDataSample``.
     State-dict prefixes: ``backbone.``, ``neck.``, ``bbox_head.``.
 
-    So that a backbone swap is one config line, the neck's ``in_channels``
-    may be ``'auto'`` (read from the built backbone: its ``out_channels``
-    attribute, else one forward of a 64x64 input) and its ``sppf_c2psa``
-    ``'auto'`` (on, unless the backbone already ends with SPPF, as the native
-    ``YOLO11CSPDarknet`` does).
+    So that a backbone swap or a scale change is one config line, each part
+    reads its input channels from the part before it: the neck's
+    ``in_channels`` may be ``'auto'`` (read from the built backbone: its
+    ``out_channels`` attribute, else one forward of a 64x64 input), and so
+    may the head's (the neck's ``out_channels``, or the backbone's when there
+    is no neck); a missing ``in_channels`` means ``'auto'``. The neck's
+    ``sppf_c2psa`` may be ``'auto'`` (on, unless the backbone already ends
+    with SPPF, as the native ``YOLOCSPDarknet`` does).
 
     Args: as :class:`mmdet.models.SingleStageDetector` (``backbone``,
         ``neck``, ``bbox_head``, ``train_cfg``, ``test_cfg``,
@@ -42,6 +45,8 @@ class YOLODetector(SingleStageDetector):
             self.neck = MODELS.build(self._resolve_neck(neck))
         bbox_head = copy.deepcopy(bbox_head)
         bbox_head.update(train_cfg=train_cfg, test_cfg=test_cfg)
+        if bbox_head.get('in_channels', 'auto') == 'auto':
+            bbox_head['in_channels'] = self._neck_channels() if neck is not None else self._backbone_channels()
         self.bbox_head = MODELS.build(bbox_head)
 
     def _resolve_neck(self, neck: dict) -> dict:
@@ -52,10 +57,25 @@ class YOLODetector(SingleStageDetector):
             neck['sppf_c2psa'] = not any(type(m).__name__ == 'SPPF' for m in self.backbone.modules())
         return neck
 
-    def _backbone_channels(self) -> List[int]:
-        channels = getattr(self.backbone, 'out_channels', None)
+    @staticmethod
+    def _output_channels(module: torch.nn.Module) -> Optional[List[int]]:
+        """A module's ``out_channels`` list of ints, None when it has none."""
+        channels = getattr(module, 'out_channels', None)
         if isinstance(channels, (list, tuple)) and all(isinstance(c, int) for c in channels):
             return list(channels)
+        return None
+
+    def _neck_channels(self) -> List[int]:
+        channels = self._output_channels(self.neck)
+        if channels is None:
+            raise ValueError(f'bbox_head.in_channels is auto but the neck {type(self.neck).__name__} has no '
+                             f'out_channels list: write bbox_head.in_channels')
+        return channels
+
+    def _backbone_channels(self) -> List[int]:
+        channels = self._output_channels(self.backbone)
+        if channels is not None:
+            return channels
         was_training = self.backbone.training
         self.backbone.eval()
         with torch.no_grad():

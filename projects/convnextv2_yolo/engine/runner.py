@@ -32,7 +32,9 @@ from torch import nn
 from ..utils.class_names import checkpoint_classes
 from ..utils.malloc import configure_malloc
 
-HEAD_TYPES = ('YOLO11Head', 'convnextv2_yolo.YOLO11Head', 'mmdet.YOLO11Head')
+HEAD_TYPES = tuple(f'{scope}{name}' for name in ('YOLOHead', 'YOLO11Head')
+                   for scope in ('', 'convnextv2_yolo.', 'mmdet.'))
+NECK_TYPES = ('YOLOPAFPN', 'YOLO11PAFPN')
 # final class conv of a level: '<prefix>bbox_head.cls_convs.<level>.<index>.weight' (an nn.Conv2d child)
 _CLS_CONV_RE = re.compile(r'^(?:module\.)?bbox_head\.cls_convs\.(\d+)\.(\d+)\.weight$')
 _REG_IN_RE = re.compile(r'^(?:module\.)?bbox_head\.reg_convs\.(\d+)\.0\.conv\.weight$')
@@ -79,6 +81,36 @@ def head_layout(shapes: Mapping[str, Sequence[int]]) -> Optional[HeadLayout]:
     return HeadLayout(int(shape[0]), int(shape[1]), tuple(inputs[i] for i in sorted(inputs)))
 
 
+def resolved_head_in_channels(model_cfg: dict) -> Optional[List[int]]:
+    """The head's input channels of a config whose ``bbox_head.in_channels`` is ``'auto'``.
+
+    The detector resolves them from the built neck (see :class:`YOLODetector`). A ``YOLOPAFPN``'s
+    output channels follow from its own config (its scale or ``out_channels``, not its inputs): it
+    is built alone on the meta device (no memory, no initialisation); any other model is built
+    whole on the meta device.
+
+    Args:
+        model_cfg (dict): The model config (not modified).
+
+    Returns:
+        list[int] | None: The channels, None when the model cannot be built so.
+    """
+    from mmdet.registry import MODELS
+    cfg = copy.deepcopy(model_cfg)
+    neck = cfg.get('neck')
+    try:
+        with torch.device('meta'):
+            if isinstance(neck, dict) and str(neck.get('type', '')).split('.')[-1] in NECK_TYPES:
+                if neck.get('in_channels', 'auto') == 'auto':
+                    neck['in_channels'] = [64, 128, 256]  # any: the outputs do not depend on them
+                neck['sppf_c2psa'] = False  # idem (set 'auto' is resolved by the detector only)
+                return list(MODELS.build(neck).out_channels)
+            cfg.get('backbone', {}).pop('init_cfg', None)
+            return list(MODELS.build(cfg).bbox_head.in_channels)
+    except Exception:  # noqa: BLE001 - any build failure means "unknown": the caller skips the check
+        return None
+
+
 def fit_head_to_checkpoint(model_cfg: dict, checkpoint: str) -> Optional[int]:
     """Set ``model_cfg.bbox_head.cls_channels`` to the checkpoint's class-branch width.
 
@@ -108,7 +140,9 @@ def fit_head_to_checkpoint(model_cfg: dict, checkpoint: str) -> Optional[int]:
     layout = head_layout({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
     if layout is None:
         return None
-    in_channels = head.get('in_channels')
+    in_channels = head.get('in_channels', 'auto')
+    if in_channels == 'auto':
+        in_channels = resolved_head_in_channels(model_cfg)
     if isinstance(in_channels, (list, tuple)) and tuple(in_channels) != layout.in_channels:
         print_log(f'{checkpoint}: class-branch width not taken from the checkpoint: its head inputs '
                   f'{list(layout.in_channels)} differ from the config\'s {list(in_channels)} (another scale)',

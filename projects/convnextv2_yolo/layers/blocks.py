@@ -266,15 +266,16 @@ class C2PSA(nn.Module):
 
 
 
-YOLO_ARCHS = ('yolo11', 'yolov8')
+YOLO_VERSIONS = ('yolo11', 'yolov8')
+YOLO_ARCHS = YOLO_VERSIONS  # deprecated name (the family is ``version``; ``arch`` is a size elsewhere)
 
 
-def make_csp_layer(arch: str, c1: int, c2: int, n: int, shortcut: bool = True,
+def make_csp_layer(version: str, c1: int, c2: int, n: int, shortcut: bool = True,
                    c3k: bool = False, e: float = 0.5) -> nn.Module:
-    """The CSP layer of an architecture: C3k2 for 'yolo11', C2f for 'yolov8'.
+    """The CSP layer of a family: C3k2 for 'yolo11', C2f for 'yolov8'.
 
     Args:
-        arch (str): 'yolo11' or 'yolov8'.
+        version (str): 'yolo11' or 'yolov8'.
         c1 (int): Input channels.
         c2 (int): Output channels.
         n (int): Number of blocks (already depth-scaled).
@@ -282,8 +283,8 @@ def make_csp_layer(arch: str, c1: int, c2: int, n: int, shortcut: bool = True,
         c3k (bool): C3k blocks (yolo11 only). Defaults to False.
         e (float): Hidden channel ratio. Defaults to 0.5.
     """
-    if arch == 'yolo11':
+    if version == 'yolo11':
         return C3k2(c1, c2, n, c3k=c3k, e=e, shortcut=shortcut)
-    if arch == 'yolov8':
+    if version == 'yolov8':
         return C2f(c1, c2, n, shortcut=shortcut, e=e)
-    raise ValueError(f'arch must be one of {YOLO_ARCHS}, got {arch!r}')
+    raise ValueError(f'version must be one of {YOLO_VERSIONS}, got {version!r}')

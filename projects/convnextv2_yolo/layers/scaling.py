@@ -1,5 +1,6 @@
-"""Compound-scaling rules of the YOLO model family (depth, width, max channels)."""
+"""Compound scaling of the YOLO families: the reference's scale tables and the rules that apply them."""
 import math
+from typing import Dict, NamedTuple, Optional
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:
@@ -23,3 +24,84 @@ def scale_channels(channels: int, widen_factor: float, max_channels: int = 1024,
 def scale_depth(num_blocks: int, deepen_factor: float) -> int:
     """Blocks of a layer at a model scale: ``max(round(n * d), 1)`` if n > 1."""
     return max(round(num_blocks * deepen_factor), 1) if num_blocks > 1 else num_blocks
+
+
+class YOLOScale(NamedTuple):
+    """One row of a ``scales:`` table: how a model size derives from the width-1.0 layout.
+
+    Attributes:
+        deepen_factor (float): Depth multiplier (the row's ``depth``).
+        widen_factor (float): Width multiplier (the row's ``width``).
+        max_channels (int): Channel cap applied before widening.
+        c3k_all (bool): Every C3k2 uses C3k blocks (the reference does so at
+            scales m, l and x of YOLO11).
+    """
+    deepen_factor: float
+    widen_factor: float
+    max_channels: int
+    c3k_all: bool = False
+
+
+# The reference's ``scales:`` rows [depth, width, max_channels]
+# (ultralytics/cfg/models/11/yolo11.yaml, v8/yolov8.yaml) and its C3k choice
+# (nn/tasks.py ``parse_model``: C3k2 gets c3k=True at scales m, l, x). A
+# family is added with its rows here and its layer plan in the backbone and neck.
+YOLO_SCALES: Dict[str, Dict[str, YOLOScale]] = {
+    'yolo11': {
+        'n': YOLOScale(0.50, 0.25, 1024),
+        's': YOLOScale(0.50, 0.50, 1024),
+        'm': YOLOScale(0.50, 1.00, 512, c3k_all=True),
+        'l': YOLOScale(1.00, 1.00, 512, c3k_all=True),
+        'x': YOLOScale(1.00, 1.50, 512, c3k_all=True),
+    },
+    'yolov8': {
+        'n': YOLOScale(0.33, 0.25, 1024),
+        's': YOLOScale(0.33, 0.50, 1024),
+        'm': YOLOScale(0.67, 0.75, 768),
+        'l': YOLOScale(1.00, 1.00, 512),
+        'x': YOLOScale(1.00, 1.25, 512),
+    },
+}
+# The scale used when neither a scale nor a factor is given: the width-1.0 layout.
+UNSCALED = YOLOScale(1.0, 1.0, 1024, False)
+
+
+def resolve_scale(version: str,
+                  scale: Optional[str] = None,
+                  deepen_factor: Optional[float] = None,
+                  widen_factor: Optional[float] = None,
+                  max_channels: Optional[int] = None,
+                  c3k_all: Optional[bool] = None,
+                  owner: str = 'YOLO') -> YOLOScale:
+    """The factors of a model: a row of :data:`YOLO_SCALES` or explicit values.
+
+    Args:
+        version (str): Model family, a key of :data:`YOLO_SCALES`.
+        scale (str, optional): Row name ('n', 's', 'm', 'l', 'x').
+        deepen_factor (float, optional): Explicit depth multiplier.
+        widen_factor (float, optional): Explicit width multiplier.
+        max_channels (int, optional): Explicit channel cap.
+        c3k_all (bool, optional): Explicit C3k choice.
+        owner (str): Class name used in error messages.
+
+    Returns:
+        YOLOScale: The row, or the explicit factors with the missing ones
+        taken from :data:`UNSCALED` (1.0, 1.0, 1024, False).
+
+    Raises:
+        ValueError: Unknown version or scale, or a scale given together with
+            explicit factors.
+    """
+    if version not in YOLO_SCALES:
+        raise ValueError(f'{owner}: version must be one of {tuple(YOLO_SCALES)}, got {version!r}')
+    explicit = dict(deepen_factor=deepen_factor, widen_factor=widen_factor, max_channels=max_channels,
+                    c3k_all=c3k_all)
+    explicit = {k: v for k, v in explicit.items() if v is not None}
+    if scale is None:
+        return UNSCALED._replace(**explicit)
+    if explicit:
+        raise ValueError(f'{owner}: give either scale or explicit factors, not both: got scale={scale!r} and '
+                         + ', '.join(f'{k}={v!r}' for k, v in explicit.items()))
+    if scale not in YOLO_SCALES[version]:
+        raise ValueError(f'{owner}: {version} has scales {tuple(YOLO_SCALES[version])}, got scale={scale!r}')
+    return YOLO_SCALES[version][scale]

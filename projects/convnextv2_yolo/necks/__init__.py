@@ -1,3 +1,3 @@
-from .yolo11_pafpn import YOLO11PAFPN
+from .yolo_pafpn import YOLO11PAFPN, YOLOPAFPN
 
-__all__ = ['YOLO11PAFPN']
+__all__ = ['YOLOPAFPN', 'YOLO11PAFPN']

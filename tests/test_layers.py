@@ -20,7 +20,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ('detectors', 'selfsup'),
     ('datasets', 'evaluation'),
     ('engine', ),
-    ('deployment', ),
+    ('deployment', 'converters', 'dataset_tools'),
     # the library side of tools/ (command-line set-up, demo, config dumps), and the package itself
     ('utils.launch', 'utils.demo_setup', 'utils.demo_report', 'utils.effective_config', 'utils.readme_results',
      '__init__'),

@@ -35,12 +35,16 @@ def _commit(git: dict) -> str:
     return f"`{sha[:7]}`{' (uncommitted changes)' if git.get('dirty') else ''}" if sha else 'an unknown commit'
 
 
+def _curve(result: dict) -> str:
+    return ' / '.join(f"{v['coco/bbox_mAP']:.3f}" for v in result['validations'])
+
+
 def render_demo(results: Sequence[dict], names: Sequence[str] = ()) -> str:
     """The README's demo numbers: the first result is the published run, the others seeds, thread counts
     or CPU kernels of the same recipe (their finals give the spread); ``names`` are their files."""
     main = results[0]
     final = main['final']
-    curve = ' / '.join(f"{v['coco/bbox_mAP']:.3f}" for v in main['validations'])
+    curve = _curve(main)
     epochs = ' / '.join(str(v['epoch']) for v in main['validations'])
     lines = [
         f"final bbox mAP@[.5:.95] **{final['coco/bbox_mAP']:.3f}** (mAP@.5 {final['coco/bbox_mAP_50']:.3f}, "
@@ -56,8 +60,7 @@ def render_demo(results: Sequence[dict], names: Sequence[str] = ()) -> str:
             name = f'`{names[i]}`' if i < len(names) else f"`{r['command']}`"
             rows.append(f"| {name} | {r['seed']} | {r['machine'].get('torch_threads')} | "
                         f"{r['machine'].get('cpu_capability')} | {r['final']['coco/bbox_mAP']:.3f} | "
-                        f"{r['final']['coco/bbox_mAP_50']:.3f} | "
-                        + ' / '.join(f"{v['coco/bbox_mAP']:.3f}" for v in r['validations']) + ' |')
+                        f"{r['final']['coco/bbox_mAP_50']:.3f} | {_curve(r)} |")
         finals = [r['final']['coco/bbox_mAP'] for r in results]
         rows.append('')
         rows.append(f'Over these {len(results)} runs the final mAP is {min(finals):.3f} to {max(finals):.3f} '

@@ -15,7 +15,8 @@ from typing import Dict, Sequence, Tuple
 RESULTS_DIR = osp.join('docs', 'results')
 
 
-def _load(root: str, rel: str) -> dict:
+def load_result(root: str, rel: str) -> dict:
+    """A committed result file (``docs/results/REL`` under the repository ``root``), parsed."""
     with open(osp.join(root, RESULTS_DIR, rel), encoding='utf-8') as f:
         return json.load(f)
 
@@ -116,14 +117,14 @@ def blocks(root: str) -> Dict[str, str]:
     """Every README block rendered from the committed result files (``docs/results/index.json`` lists
     them: ``{"demo": ["demo/seed0.json", ...], "parity": [["description", "parity/x/summary.json"], ...],
     "throughput": "throughput/summary.json"}``)."""
-    index = _load(root, 'index.json')
+    index = load_result(root, 'index.json')
     out = {}
     if 'demo' in index:
-        out['demo'] = render_demo([_load(root, rel) for rel in index['demo']], index['demo'])
+        out['demo'] = render_demo([load_result(root, rel) for rel in index['demo']], index['demo'])
     if 'parity' in index:
-        out['parity'] = render_parity([(desc, _load(root, rel)) for desc, rel in index['parity']])
+        out['parity'] = render_parity([(desc, load_result(root, rel)) for desc, rel in index['parity']])
     if 'throughput' in index:
-        out['throughput'] = render_throughput(_load(root, index['throughput']))
+        out['throughput'] = render_throughput(load_result(root, index['throughput']))
     return out
 
 

@@ -9,17 +9,15 @@ import sys
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-RESULTS = osp.join(ROOT, 'docs', 'results')
 
 
 def _index() -> dict:
-    with open(osp.join(RESULTS, 'index.json'), encoding='utf-8') as f:
-        return json.load(f)
+    return _load('index.json')
 
 
 def _load(rel: str) -> dict:
-    with open(osp.join(RESULTS, rel), encoding='utf-8') as f:
-        return json.load(f)
+    from convnextv2_yolo.utils.readme_results import load_result
+    return load_result(ROOT, rel)
 
 
 def test_readme_numbers_are_the_result_files():

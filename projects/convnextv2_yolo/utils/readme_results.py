@@ -15,7 +15,8 @@ from typing import Dict, Sequence, Tuple
 RESULTS_DIR = osp.join('docs', 'results')
 
 
-def _load(root: str, rel: str) -> dict:
+def load_result(root: str, rel: str) -> dict:
+    """A committed result file (``docs/results/REL`` under the repository ``root``), parsed."""
     with open(osp.join(root, RESULTS_DIR, rel), encoding='utf-8') as f:
         return json.load(f)
 
@@ -35,12 +36,16 @@ def _commit(git: dict) -> str:
     return f"`{sha[:7]}`{' (uncommitted changes)' if git.get('dirty') else ''}" if sha else 'an unknown commit'
 
 
+def _curve(result: dict) -> str:
+    return ' / '.join(f"{v['coco/bbox_mAP']:.3f}" for v in result['validations'])
+
+
 def render_demo(results: Sequence[dict], names: Sequence[str] = ()) -> str:
     """The README's demo numbers: the first result is the published run, the others seeds, thread counts
     or CPU kernels of the same recipe (their finals give the spread); ``names`` are their files."""
     main = results[0]
     final = main['final']
-    curve = ' / '.join(f"{v['coco/bbox_mAP']:.3f}" for v in main['validations'])
+    curve = _curve(main)
     epochs = ' / '.join(str(v['epoch']) for v in main['validations'])
     lines = [
         f"final bbox mAP@[.5:.95] **{final['coco/bbox_mAP']:.3f}** (mAP@.5 {final['coco/bbox_mAP_50']:.3f}, "
@@ -56,8 +61,7 @@ def render_demo(results: Sequence[dict], names: Sequence[str] = ()) -> str:
             name = f'`{names[i]}`' if i < len(names) else f"`{r['command']}`"
             rows.append(f"| {name} | {r['seed']} | {r['machine'].get('torch_threads')} | "
                         f"{r['machine'].get('cpu_capability')} | {r['final']['coco/bbox_mAP']:.3f} | "
-                        f"{r['final']['coco/bbox_mAP_50']:.3f} | "
-                        + ' / '.join(f"{v['coco/bbox_mAP']:.3f}" for v in r['validations']) + ' |')
+                        f"{r['final']['coco/bbox_mAP_50']:.3f} | {_curve(r)} |")
         finals = [r['final']['coco/bbox_mAP'] for r in results]
         rows.append('')
         rows.append(f'Over these {len(results)} runs the final mAP is {min(finals):.3f} to {max(finals):.3f} '
@@ -113,14 +117,14 @@ def blocks(root: str) -> Dict[str, str]:
     """Every README block rendered from the committed result files (``docs/results/index.json`` lists
     them: ``{"demo": ["demo/seed0.json", ...], "parity": [["description", "parity/x/summary.json"], ...],
     "throughput": "throughput/summary.json"}``)."""
-    index = _load(root, 'index.json')
+    index = load_result(root, 'index.json')
     out = {}
     if 'demo' in index:
-        out['demo'] = render_demo([_load(root, rel) for rel in index['demo']], index['demo'])
+        out['demo'] = render_demo([load_result(root, rel) for rel in index['demo']], index['demo'])
     if 'parity' in index:
-        out['parity'] = render_parity([(desc, _load(root, rel)) for desc, rel in index['parity']])
+        out['parity'] = render_parity([(desc, load_result(root, rel)) for desc, rel in index['parity']])
     if 'throughput' in index:
-        out['throughput'] = render_throughput(_load(root, index['throughput']))
+        out['throughput'] = render_throughput(load_result(root, index['throughput']))
     return out
 
 

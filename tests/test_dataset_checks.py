@@ -63,6 +63,6 @@ def test_class_count_mismatch_is_caught_at_start_up(data, tmp_path):
     cfg = tiny_cfg(data, str(tmp_path), max_epochs=1)
     cfg.model.bbox_head.num_classes = 3
     runner = Runner.from_cfg(cfg)
-    with pytest.raises(AssertionError, match=r'num_classes` \(3\) in YOLO11Head.*length of `classes` 4'):
+    with pytest.raises(AssertionError, match=r'num_classes` \(3\) in YOLOHead.*length of `classes` 4'):
         runner.train()
     assert runner.iter == 0

@@ -68,14 +68,14 @@ def _log_text(runner):
 
 def test_head_width_option():
     """cls_channels=None is the reference's rule (unchanged parameter count); an int sets c3."""
-    from convnextv2_yolo.dense_heads import YOLO11Head
-    rule = YOLO11Head(num_classes=5, in_channels=[64, 128, 256])
-    wide = YOLO11Head(num_classes=5, in_channels=[64, 128, 256], cls_channels=80)
+    from convnextv2_yolo.dense_heads import YOLOHead
+    rule = YOLOHead(num_classes=5, in_channels=[64, 128, 256])
+    wide = YOLOHead(num_classes=5, in_channels=[64, 128, 256], cls_channels=80)
     assert rule.cls_channels == 64 and wide.cls_channels == 80
     assert tuple(wide.cls_convs[0][-1].weight.shape) == (5, 80, 1, 1)
     assert tuple(wide.cls_convs[2][0][1].conv.weight.shape) == (80, 256, 1, 1)
     with pytest.raises(ValueError, match='cls_channels'):
-        YOLO11Head(num_classes=5, in_channels=[64, 128, 256], cls_channels=0)
+        YOLOHead(num_classes=5, in_channels=[64, 128, 256], cls_channels=0)
 
 
 def test_class_index_map_rules():

@@ -102,7 +102,7 @@ def test_no_module_imports_a_higher_layer():
 def test_the_check_sees_upward_imports():
     # absolute, relative, lazy (inside a function), and ``from .. import x`` of a module
     assert violations('from convnextv2_yolo.datasets import collate\n', 'layers.conv')
-    assert violations('def f():\n    from ..datasets.collate import yolo_collate\n', 'dense_heads.yolo11_head')
+    assert violations('def f():\n    from ..datasets.collate import yolo_collate\n', 'dense_heads.yolo_head')
     assert violations('from .. import engine\n', 'utils.paths')
     assert violations('from ..utils import launch\n', 'engine.runner')
     assert not violations('from ..layers import Conv\nfrom ..utils import checkpoint_io\n', 'dense_heads.x')

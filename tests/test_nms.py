@@ -1,4 +1,4 @@
-"""multiclass_nms (YOLO11Head's NMS): every option means the same at every
+"""multiclass_nms (YOLOHead's NMS): every option means the same at every
 candidate count and for any coordinates, checked against plain-Python
 greedy NMS / soft-NMS loops (mmcv 2.1.0's ``batched_nms`` does not: see
 multiclass_nms's docstring)."""

@@ -20,7 +20,7 @@ from mmengine.registry import init_default_scope
 
 import convnextv2_yolo  # noqa: F401
 from convnextv2_yolo.datasets.transforms import LetterResize, YOLOMosaic, YOLORandomAffine
-from convnextv2_yolo.dense_heads import YOLO11Head
+from convnextv2_yolo.dense_heads import YOLOHead
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 S = 160  # small image size: the recipe's transforms at 160 instead of 640 keep the tests fast
@@ -366,8 +366,8 @@ def _round_trip(h, w, scale, allow_scale_up=True, dtype=torch.float64):
     np.testing.assert_allclose(out['gt_bboxes'].numpy()[0], region, atol=1e-3)  # GT follows the pixels
     meta = dict(scale_factor=out['scale_factor'], pad_param=out['pad_param'], ori_shape=(h, w))
     # unclipped: see both directions of the error (the head clips to ori_shape afterwards)
-    back = YOLO11Head._rescale(torch.tensor([region], dtype=dtype), dict(meta, ori_shape=(10 * h, 10 * w)))[0]
-    clipped = YOLO11Head._rescale(torch.tensor([region], dtype=dtype), meta)[0]
+    back = YOLOHead._rescale(torch.tensor([region], dtype=dtype), dict(meta, ori_shape=(10 * h, 10 * w)))[0]
+    clipped = YOLOHead._rescale(torch.tensor([region], dtype=dtype), meta)[0]
     return (back - torch.tensor([0, 0, w, h], dtype=dtype)).abs().max().item(), clipped
 
 

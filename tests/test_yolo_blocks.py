@@ -310,6 +310,11 @@ def test_deprecated_names_build_the_same_modules():
                           max_channels=512, c3k_all=True, sppf_c2psa=True)
     new = YOLOPAFPN([80, 160, 320], scale='m', sppf_c2psa=True)
     assert old.out_channels == new.out_channels == [256, 512, 512] and _shapes(old) == _shapes(new)
+    from convnextv2_yolo.dense_heads import YOLO11Head, YOLOHead
+    with pytest.warns(DeprecationWarning, match='YOLOHead'):
+        old = YOLO11Head(num_classes=3, in_channels=[64, 128, 256], cls_branch='yolov8')
+    assert isinstance(old, YOLOHead)
+    assert _shapes(old) == _shapes(YOLOHead(num_classes=3, in_channels=[64, 128, 256], cls_branch='yolov8'))
 
 
 def test_detector_reads_head_channels_from_the_neck():

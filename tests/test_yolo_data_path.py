@@ -57,10 +57,10 @@ def test_letter_resize_reference_rounding_and_padding():
 
 
 def test_letterbox_then_head_rescale_recovers_original_boxes():
-    from convnextv2_yolo.dense_heads import YOLO11Head
+    from convnextv2_yolo.dense_heads import YOLOHead
     boxes = [[10., 5., 50., 40.], [0., 0., 100., 45.]]
     out = TRANSFORMS.build(dict(type='LetterResize', scale=(96, 64)))(raw_item(45, 100, boxes, [0, 1]))
-    back = YOLO11Head._rescale(torch.as_tensor(out['gt_bboxes'].numpy()), out)
+    back = YOLOHead._rescale(torch.as_tensor(out['gt_bboxes'].numpy()), out)
     torch.testing.assert_close(back, torch.tensor(boxes), atol=1e-4, rtol=0)
 
 
@@ -120,7 +120,7 @@ def tiny_detector():
                                bgr_to_rgb=True),
         backbone=dict(type='mmdet.CSPDarknet', deepen_factor=0.33, widen_factor=0.125, out_indices=(2, 3, 4)),
         neck=None,
-        bbox_head=dict(type='YOLO11Head', num_classes=3, in_channels=[32, 64, 128]),
+        bbox_head=dict(type='YOLOHead', num_classes=3, in_channels=[32, 64, 128]),
         train_cfg=dict(assigner=dict(type='BatchTaskAlignedAssigner', topk=10, alpha=0.5, beta=6.0, eps=1e-9)),
         test_cfg=dict(score_thr=0.001, nms_pre=1000, nms=dict(type='nms', iou_threshold=0.7), max_per_img=50,
                       multi_label=True)))

@@ -1,4 +1,4 @@
-"""YOLO11Head: structure, init, DFL coding, losses (vs scalar formulas),
+"""YOLOHead: structure, init, DFL coding, losses (vs scalar formulas),
 no-GT / degenerate handling, prediction format, NMS and rescaling."""
 import math
 
@@ -10,7 +10,7 @@ pytest.importorskip('mmcv.ops')
 
 from mmengine.logging import MessageHub  # noqa: E402
 
-from convnextv2_yolo.dense_heads import YOLO11Head  # noqa: E402
+from convnextv2_yolo.dense_heads import YOLOHead  # noqa: E402
 from convnextv2_yolo.task_modules import DFLBBoxCoder  # noqa: E402
 
 from test_assigner import ciou_scalar  # noqa: E402
@@ -21,7 +21,7 @@ TEST_CFG = dict(score_thr=0.001, nms_pre=30000, nms=dict(type='nms', iou_thresho
 
 
 def make_head(num_classes=3, in_channels=(8, 16, 32), **kwargs):
-    head = YOLO11Head(num_classes=num_classes, in_channels=list(in_channels), train_cfg=TRAIN_CFG,
+    head = YOLOHead(num_classes=num_classes, in_channels=list(in_channels), train_cfg=TRAIN_CFG,
                       test_cfg=TEST_CFG, **kwargs)
     head.init_weights()
     return head
@@ -37,7 +37,7 @@ def conv_bn(c_in, c_out, k, groups=1):
 
 
 def test_structure_and_param_count_of_yolo11n_head():
-    head = YOLO11Head(num_classes=80, in_channels=[64, 128, 256])
+    head = YOLOHead(num_classes=80, in_channels=[64, 128, 256])
     c2, c3 = 64, 80  # max(16, 64 // 4, 64), max(64, min(80, 100))
     want = 16  # frozen DFL bins
     for c in (64, 128, 256):
@@ -48,10 +48,10 @@ def test_structure_and_param_count_of_yolo11n_head():
     assert head.dfl.conv.weight.requires_grad is False
     assert head.reg_convs[0][2].out_channels == 64 and head.cls_convs[2][2].out_channels == 80
     assert head.cls_convs[1][0][0].conv.groups == 128  # depthwise
-    v8 = YOLO11Head(num_classes=80, in_channels=[64, 128, 256], cls_branch='yolov8')
+    v8 = YOLOHead(num_classes=80, in_channels=[64, 128, 256], cls_branch='yolov8')
     assert v8.cls_convs[0][0].conv.kernel_size == (3, 3) and v8.cls_convs[0][0].conv.out_channels == 80
     with pytest.raises(ValueError, match='cls_branch'):
-        YOLO11Head(num_classes=80, in_channels=[64, 128, 256], cls_branch='v5')
+        YOLOHead(num_classes=80, in_channels=[64, 128, 256], cls_branch='v5')
 
 
 def test_bce_loss_matches_mmdet_sigmoid_cross_entropy():

@@ -10,7 +10,7 @@ builds the config's detector, writes a checkpoint, exports it with
 convnextv2_yolo.deployment.export_onnx (raw outputs and --postprocess nms) into a temporary
 folder, then times on the same random input (median and minimum over --runs after --warmup):
 
-- PyTorch eager: backbone + neck + head + dense decoding (YOLO11Head.decode_dense), the model as
+- PyTorch eager: backbone + neck + head + dense decoding (YOLOHead.decode_dense), the model as
   tools/test.py runs it (BatchNorm not fused), torch.set_num_threads(--threads);
 - ONNX Runtime, raw file (the same computation, BatchNorm fused by the exporter);
 - ONNX Runtime, nms file (decoding + NMS + top-k inside the graph).

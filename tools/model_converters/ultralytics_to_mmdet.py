@@ -34,7 +34,7 @@ module classes and settings, and those are checked before any key mapping:
    architecture: <what was found>``);
 2. the reference tree is walked in parallel with our model (by the shared
    child names) comparing classes (activations, C3k vs Bottleneck = ``c3k``,
-   containers interchangeable, Detect = our YOLO11Head), hooks / replaced
+   containers interchangeable, Detect = our YOLOHead), hooks / replaced
    ``forward``, the layers' inputs ``f``, the yaml's ``activation`` and a
    whitelist of attributes: conv/pool geometry (kernel_size, stride,
    padding, dilation, padding_mode, output_padding, transposed, ceil_mode,

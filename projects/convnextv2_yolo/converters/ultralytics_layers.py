@@ -46,7 +46,7 @@ LAYER_INPUTS: Dict[str, Dict[int, List[int]]] = {
     'yolov8': {11: [-1, 6], 14: [-1, 4], 17: [-1, 12], 20: [-1, 9], 22: [15, 18, 21]},
 }
 UPSAMPLE_MODULE = 'neck.upsample'  # our one Upsample, used for both reference Upsample layers
-OUR_CLASS_RENAMES = {'YOLO11Head': 'Detect'}
+OUR_CLASS_RENAMES = {'YOLOHead': 'Detect', 'YOLO11Head': 'Detect'}
 # Sub-module renames inside a reference class (reference -> ours). Our
 # children outside the table (the head's losses) have no reference
 # counterpart and are not compared.
@@ -113,7 +113,7 @@ def expected_reference_class(module: torch.nn.Module) -> str:
     """The reference class that one of our modules stands for.
 
     ``torch.nn`` classes are themselves (Sequential and ModuleList as plain
-    containers), our layers carry the reference's class names (YOLO11Head is
+    containers), our layers carry the reference's class names (YOLOHead is
     its Detect); anything else has no reference counterpart and is named
     by its own path, so that it never matches.
     """

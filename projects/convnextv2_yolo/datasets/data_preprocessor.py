@@ -18,7 +18,7 @@ class YOLODetDataPreprocessor(DetDataPreprocessor):
     image tensor and the packed ``bboxes_labels`` (N, 6) go to the device
     (the per-sample ``gt_instances`` are not copied), images are normalised
     as one tensor, and ``data_samples`` becomes
-    ``dict(bboxes_labels=..., img_metas=[...])`` for :class:`YOLO11Head`.
+    ``dict(bboxes_labels=..., img_metas=[...])`` for :class:`YOLOHead`.
     Validation/test batches (and batches needing ``batch_augments`` or
     padding of differently sized images) take the parent's path and keep
     the list of data samples; training batches then still get packed

@@ -1,4 +1,4 @@
-"""Export a YOLO11Head detector to ONNX: raw decoded outputs, or decoding + NMS in one graph.
+"""Export a YOLOHead detector to ONNX: raw decoded outputs, or decoding + NMS in one graph.
 
 Two kinds of file (``postprocess``):
 
@@ -7,7 +7,7 @@ Two kinds of file (``postprocess``):
   outputs ``boxes`` (B, A, 4) float32 (x1, y1, x2, y2) in pixels of the
   network input and ``scores`` (B, A, C) float32 per-class sigmoid scores,
   A = sum over the strides s of (H / s) * (W / s) priors (8400 at 640 px),
-  from :meth:`YOLO11Head.decode_dense` (the head's own priors, DFL and box
+  from :meth:`YOLOHead.decode_dense` (the head's own priors, DFL and box
   coder).
 - ``'nms'``: the same network followed by the head's test config as ONNX ops
   (:func:`append_nms`): ``multi_label`` (or the best class per prior),
@@ -58,7 +58,7 @@ class DenseOutputs(nn.Module):
 
     Args:
         detector (nn.Module): A built mmdet detector with ``extract_feat`` and a
-            :class:`YOLO11Head` ``bbox_head``.
+            :class:`YOLOHead` ``bbox_head``.
 
     Forward:
         images (Tensor): (B, 3, H, W) normalised images, H and W multiples of
@@ -66,7 +66,7 @@ class DenseOutputs(nn.Module):
 
     Returns:
         tuple[Tensor, Tensor]: boxes (B, A, 4) and scores (B, A, C), float32
-        (see :meth:`YOLO11Head.decode_dense`).
+        (see :meth:`YOLOHead.decode_dense`).
     """
 
     def __init__(self, detector: nn.Module) -> None:
@@ -132,14 +132,14 @@ def load_detector(cfg, checkpoint: str) -> Tuple[nn.Module, Tuple[str, ...]]:
         tuple: the detector in eval mode, and its class names (index = label).
 
     Raises:
-        ExportError: the head is not a YOLO11Head, or the checkpoint does not fit
+        ExportError: the head is not a YOLOHead, or the checkpoint does not fit
             (first mismatched key).
         FileNotFoundError, CheckpointLoadError: as ``utils.checkpoint_io.safe_torch_load``.
     """
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
 
-    from ..dense_heads.yolo11_head import YOLO11Head
+    from ..dense_heads.yolo_head import YOLOHead
     from ..utils import resolve_class_names
     from ..datasets.data_overrides import inner_dataset
     state, meta = _state_dict_of(checkpoint)
@@ -155,8 +155,8 @@ def load_detector(cfg, checkpoint: str) -> Tuple[nn.Module, Tuple[str, ...]]:
     model_cfg['train_cfg'] = None  # inference only: no assigner
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = MODELS.build(model_cfg)
-    if not isinstance(getattr(model, 'bbox_head', None), YOLO11Head):
-        raise ExportError(f'only detectors with a YOLO11Head are exported, this config builds '
+    if not isinstance(getattr(model, 'bbox_head', None), YOLOHead):
+        raise ExportError(f'only detectors with a YOLOHead are exported, this config builds '
                           f'{type(model).__name__} with {type(getattr(model, "bbox_head", None)).__name__}')
     check_state_dict(model, state, checkpoint)
     model.load_state_dict(state, strict=True)
@@ -281,7 +281,7 @@ def append_nms(model, test: dict) -> None:
     The graph's outputs become ``num_dets`` (B, 1) int32, ``boxes`` (B, K, 4)
     float32, ``scores`` (B, K) float32, ``labels`` (B, K) int32 with
     K = ``test['max_per_img']`` (layout in the module doc). Steps, as
-    :meth:`YOLO11Head.predict_by_feat` with ``multiclass_nms``:
+    :meth:`YOLOHead.predict_by_feat` with ``multiclass_nms``:
 
     1. scores (B, A, C) -> (B, C, A); without ``multi_label`` only each prior's
        best class (first on ties, as ``torch.max``) keeps its score;

@@ -6,7 +6,7 @@ metadata) go through the same ``YOLODetDataPreprocessor`` (mean/std/RGB from
 the metadata), ONNX Runtime runs the network, and the outputs become
 ``pred_instances`` in original-image pixels through the head's own code
 (``select_candidates`` + ``multiclass_nms`` of ``layers/bbox_nms.py`` for a raw file,
-``YOLO11Head._rescale`` for both). :class:`ORTInferencer` is mmdet's
+``YOLOHead._rescale`` for both). :class:`ORTInferencer` is mmdet's
 ``DetInferencer`` with that model: the same inputs, pictures and JSON as
 ``tools/infer.py``'s PyTorch path.
 """
@@ -164,11 +164,11 @@ class ORTDetector(nn.Module):
     def test_step(self, data: dict) -> list:
         """As ``BaseDetector.test_step``: collated pipeline output -> data samples with ``pred_instances``
         (boxes in original-image pixels, as the PyTorch model with ``rescale=True``)."""
-        from ..dense_heads.yolo11_head import YOLO11Head
+        from ..dense_heads.yolo_head import YOLOHead
         data = self.data_preprocessor(data, False)
         samples = data['data_samples']
         for sample, inst in zip(samples, self.predict_instances(data['inputs'])):
-            inst.bboxes = YOLO11Head._rescale(inst.bboxes, sample.metainfo)
+            inst.bboxes = YOLOHead._rescale(inst.bboxes, sample.metainfo)
             sample.pred_instances = inst
         return samples
 

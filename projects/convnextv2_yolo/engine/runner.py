@@ -116,7 +116,7 @@ def fit_head_to_checkpoint(model_cfg: dict, checkpoint: str) -> Optional[int]:
 
     What the reference does when it loads weights into a model with other classes
     (``BaseModel.load``: the source's ``cv3`` is reused when the head inputs match). Nothing is
-    changed when the config sets ``cls_channels`` itself, the head is not a ``YOLO11Head``, the
+    changed when the config sets ``cls_channels`` itself, the head is not a ``YOLOHead``, the
     checkpoint is not a local file or has no such head, or its head inputs differ from the
     config's ``in_channels`` (another scale: the reference does not rebuild then either).
 
@@ -195,11 +195,11 @@ class TransferReport(NamedTuple):
 
 def final_cls_conv_keys(model: nn.Module) -> List[str]:
     """State-dict keys (weight, bias) of the last layer of every class branch of every
-    ``YOLO11Head`` in ``model`` (the convs whose output rows are classes)."""
-    from ..dense_heads.yolo11_head import YOLO11Head
+    ``YOLOHead`` in ``model`` (the convs whose output rows are classes)."""
+    from ..dense_heads.yolo_head import YOLOHead
     keys = []
     for name, module in model.named_modules():
-        if isinstance(module, YOLO11Head):
+        if isinstance(module, YOLOHead):
             prefix = f'{name}.' if name else ''
             for level, branch in enumerate(module.cls_convs):
                 keys += [f'{prefix}cls_convs.{level}.{len(branch) - 1}.{p}' for p, v in

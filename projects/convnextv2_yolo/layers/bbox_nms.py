@@ -1,5 +1,5 @@
 """Class-aware and class-agnostic NMS with one meaning per key (mmcv ``batched_nms`` config), and the
-candidate selection before it; used by :class:`~convnextv2_yolo.dense_heads.YOLO11Head` and the ONNX Runtime
+candidate selection before it; used by :class:`~convnextv2_yolo.dense_heads.YOLOHead` and the ONNX Runtime
 post-processing (:mod:`convnextv2_yolo.deployment.onnx_runtime`)."""
 import math
 from typing import Tuple

@@ -19,7 +19,7 @@ class LetterResize(BaseTransform):
 
     Boxes cross the letterbox with the per-axis ratios of the ROUNDED size,
     ``(new_w / w, new_h / h)``, which is what the pixels underwent: this is the
-    ``scale_factor`` stored for mapping predictions back (``YOLO11Head._rescale``
+    ``scale_factor`` stored for mapping predictions back (``YOLOHead._rescale``
     divides by it per axis), so a box that fills the image comes back exactly
     (the unrounded ``r`` is off by up to 2 px on 3775x1571 images at 640).
 

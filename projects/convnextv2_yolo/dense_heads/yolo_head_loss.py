@@ -1,4 +1,4 @@
-"""The training loss of :class:`~convnextv2_yolo.dense_heads.YOLO11Head`: task-aligned assignment, then
+"""The training loss of :class:`~convnextv2_yolo.dense_heads.YOLOHead`: task-aligned assignment, then
 BCE (class), CIoU (box) and DFL (bin) losses over the whole batch, as the reference's ``v8DetectionLoss``
 (ultralytics/utils/loss.py)."""
 from typing import Dict, List, Tuple, Union
@@ -12,8 +12,8 @@ from torch import Tensor
 from ..structures import pack_gt_instances
 
 
-class YOLO11HeadLossMixin:
-    """``loss_by_feat`` of :class:`~convnextv2_yolo.dense_heads.YOLO11Head` and its GT padding.
+class YOLOHeadLossMixin:
+    """``loss_by_feat`` of :class:`~convnextv2_yolo.dense_heads.YOLOHead` and its GT padding.
 
     Uses the head's ``assigner``, ``bbox_coder``, ``dfl``, ``loss_cls``, ``loss_bbox``, ``loss_dfl``,
     ``get_priors``, ``num_classes``, ``reg_max`` and ``degenerate_log_interval``.
@@ -41,7 +41,7 @@ class YOLO11HeadLossMixin:
             dict: ``loss_cls``, ``loss_bbox``, ``loss_dfl``.
         """
         if self.assigner is None:
-            raise RuntimeError("YOLO11Head: train_cfg['assigner'] is required to compute losses")
+            raise RuntimeError("YOLOHead: train_cfg['assigner'] is required to compute losses")
         num_imgs = cls_scores[0].shape[0]
         device = cls_scores[0].device
         packed = batch_gt_instances
@@ -95,7 +95,7 @@ class YOLO11HeadLossMixin:
         out, and counted for the log.
         """
         if packed.dim() != 2 or packed.shape[1] != 6:
-            raise ValueError('YOLO11Head: packed GTs (bboxes_labels) must have shape (N, 6) = '
+            raise ValueError('YOLOHead: packed GTs (bboxes_labels) must have shape (N, 6) = '
                              f'[batch_idx, label, x1, y1, x2, y2], got {tuple(packed.shape)}')
         device = packed.device
         if packed.shape[0] == 0:
@@ -112,10 +112,10 @@ class YOLO11HeadLossMixin:
         max_gts, lab_min, lab_max, idx_min, idx_max = torch.stack(
             [counts.max(), labels.min(), labels.max(), img_idx.min(), img_idx.max()]).tolist()
         if lab_min < 0 or lab_max >= self.num_classes:
-            raise ValueError(f'YOLO11Head: GT labels must be in [0, {self.num_classes}), '
+            raise ValueError(f'YOLOHead: GT labels must be in [0, {self.num_classes}), '
                              f'got range [{lab_min}, {lab_max}] (check num_classes / dataset classes)')
         if idx_min < 0 or idx_max >= num_imgs:
-            raise ValueError(f'YOLO11Head: GT batch indices must be in [0, {num_imgs}), '
+            raise ValueError(f'YOLOHead: GT batch indices must be in [0, {num_imgs}), '
                              f'got range [{idx_min}, {idx_max}]')
 
         order = torch.argsort(img_idx, stable=True)
@@ -141,7 +141,7 @@ class YOLO11HeadLossMixin:
         self._num_degenerate = None
         if dropped:
             self._total_degenerate += dropped
-            print_log(f'YOLO11Head: dropped {dropped} degenerate GT boxes (zero width or height) in the '
+            print_log(f'YOLOHead: dropped {dropped} degenerate GT boxes (zero width or height) in the '
                       f'last {self.degenerate_log_interval} iterations ({self._total_degenerate} in total)',
                       logger='current')
             MessageHub.get_current_instance().update_info('yolo_head/degenerate_gt_boxes',

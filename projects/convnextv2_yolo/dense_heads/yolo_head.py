@@ -1,9 +1,10 @@
 """YOLO11 / YOLOv8 decoupled detection head with DFL box regression.
 
 Its building blocks live in ``layers`` (``Conv``/``DWConv``, :class:`DFL`, ``bbox_nms``: candidate selection
-and ``multiclass_nms``), its training loss in :mod:`.yolo11_head_loss`.
+and ``multiclass_nms``), its training loss in :mod:`.yolo_head_loss`.
 """
 import math
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -17,13 +18,13 @@ from torch import Tensor
 from ..layers.bbox_nms import multiclass_nms, select_candidates
 from ..layers.conv import Conv, DWConv
 from ..layers.dfl import DFL
-from .yolo11_head_loss import YOLO11HeadLossMixin
+from .yolo_head_loss import YOLOHeadLossMixin
 
-__all__ = ['DFL', 'YOLO11Head', 'multiclass_nms']
+__all__ = ['DFL', 'YOLOHead', 'YOLO11Head', 'multiclass_nms']
 
 
 @MODELS.register_module()
-class YOLO11Head(YOLO11HeadLossMixin, BaseDenseHead):
+class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
     """Decoupled YOLO11 (or YOLOv8) head: DFL box branch + class branch.
 
     Outputs per level ``(cls_score (B, C, H, W), bbox_dist (B, 4*reg_max, H,
@@ -32,7 +33,7 @@ class YOLO11Head(YOLO11HeadLossMixin, BaseDenseHead):
 
     Example:
         >>> bbox_head = dict(
-        ...     type='YOLO11Head', num_classes=80, in_channels=[64, 128, 256],
+        ...     type='YOLOHead', num_classes=80, in_channels=[64, 128, 256],
         ...     featmap_strides=(8, 16, 32), reg_max=16, cls_branch='yolo11',
         ...     loss_cls=dict(type='YOLOBCELoss', reduction='sum',
         ...                   loss_weight=0.5),
@@ -92,12 +93,12 @@ class YOLO11Head(YOLO11HeadLossMixin, BaseDenseHead):
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if len(in_channels) != len(featmap_strides):
-            raise ValueError(f'YOLO11Head: in_channels {list(in_channels)} and featmap_strides '
+            raise ValueError(f'YOLOHead: in_channels {list(in_channels)} and featmap_strides '
                              f'{list(featmap_strides)} must have the same length')
         if cls_branch not in ('yolo11', 'yolov8'):
-            raise ValueError(f"YOLO11Head: cls_branch must be 'yolo11' or 'yolov8', got {cls_branch!r}")
+            raise ValueError(f"YOLOHead: cls_branch must be 'yolo11' or 'yolov8', got {cls_branch!r}")
         if cls_channels is not None and (not isinstance(cls_channels, int) or cls_channels < 1):
-            raise ValueError(f'YOLO11Head: cls_channels must be a positive int or None, got {cls_channels!r}')
+            raise ValueError(f'YOLOHead: cls_channels must be a positive int or None, got {cls_channels!r}')
         self.num_classes = num_classes
         self.in_channels = list(in_channels)
         self.featmap_strides = list(featmap_strides)
@@ -150,7 +151,7 @@ class YOLO11Head(YOLO11HeadLossMixin, BaseDenseHead):
     def forward(self, x: Tuple[Tensor, ...]) -> Tuple[List[Tensor], List[Tensor]]:
         """Per-level class logits (B, C, H, W) and DFL logits (B, 4R, H, W)."""
         if len(x) != len(self.reg_convs):
-            raise ValueError(f'YOLO11Head expects {len(self.reg_convs)} feature maps, got {len(x)}')
+            raise ValueError(f'YOLOHead expects {len(self.reg_convs)} feature maps, got {len(x)}')
         cls_scores = [cls(feat) for feat, cls in zip(x, self.cls_convs)]
         bbox_dists = [reg(feat) for feat, reg in zip(x, self.reg_convs)]
         return cls_scores, bbox_dists
@@ -232,9 +233,9 @@ class YOLO11Head(YOLO11HeadLossMixin, BaseDenseHead):
         cfg = dict((self.test_cfg if cfg is None else cfg) or {})
         num_imgs = cls_scores[0].shape[0]
         if rescale and (batch_img_metas is None or len(batch_img_metas) != num_imgs):
-            raise ValueError('YOLO11Head.predict_by_feat: rescale=True needs one img_meta per image')
+            raise ValueError('YOLOHead.predict_by_feat: rescale=True needs one img_meta per image')
         if with_nms and 'nms' not in cfg:
-            raise KeyError("YOLO11Head: test_cfg lacks 'nms' (e.g. nms=dict(type='nms', iou_threshold=0.7))")
+            raise KeyError("YOLOHead: test_cfg lacks 'nms' (e.g. nms=dict(type='nms', iou_threshold=0.7))")
         # float32 even under AMP: fp16 has 0.5 px steps above 512
         points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], torch.float32,
                                           cls_scores[0].device)
@@ -298,7 +299,7 @@ class YOLO11Head(YOLO11HeadLossMixin, BaseDenseHead):
         """Undo letterbox padding and resizing, then clip to ``ori_shape``."""
         for key in ('scale_factor', 'ori_shape'):
             if key not in img_meta:
-                raise KeyError(f'YOLO11Head: img_meta lacks {key!r}, needed to rescale predictions '
+                raise KeyError(f'YOLOHead: img_meta lacks {key!r}, needed to rescale predictions '
                                '(add it to PackDetInputs meta_keys)')
         if 'pad_param' in img_meta:
             top, _, left, _ = (float(v) for v in img_meta['pad_param'])
@@ -307,3 +308,17 @@ class YOLO11Head(YOLO11HeadLossMixin, BaseDenseHead):
         h, w = img_meta['ori_shape'][:2]
         return torch.stack([bboxes[:, 0].clamp(0, w), bboxes[:, 1].clamp(0, h),
                             bboxes[:, 2].clamp(0, w), bboxes[:, 3].clamp(0, h)], dim=-1)
+
+
+@MODELS.register_module()
+class YOLO11Head(YOLOHead):
+    """Deprecated name of :class:`YOLOHead` (it builds YOLOv8 too, ``cls_branch='yolov8'``).
+
+    Kept so that older configs build unchanged: same arguments, same modules,
+    so the same state-dict keys.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        warnings.warn("'YOLO11Head' is deprecated: use type='YOLOHead' (same arguments)", DeprecationWarning,
+                      stacklevel=2)
+        super().__init__(*args, **kwargs)

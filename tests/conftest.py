@@ -1,14 +1,14 @@
-"""Shared pytest setup: single-threaded torch, repo root on sys.path."""
+"""Shared pytest setup: torch threads for the session, the repository root as a fixture.
+
+The tests are a package (``tests/__init__.py``): pytest puts the repository root on
+``sys.path`` itself (its default ``prepend`` import mode), so tests import their helpers
+as ``tests.helpers.<module>`` and the package under test as installed (``pip install -e .``).
+"""
 import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.join(ROOT, 'tests')
-for path in (ROOT, TESTS):  # tests import their shared helpers (_tiny.py) by name
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from tests.helpers.paths import ROOT
 
 
 @pytest.fixture(autouse=True, scope='session')

@@ -7,7 +7,7 @@ import os
 import os.path as osp
 from typing import Dict, List, Tuple
 
-from _subprocess import ROOT
+from tests.helpers.paths import ROOT
 
 PKG = osp.join(ROOT, 'projects', 'convnextv2_yolo')
 
@@ -111,3 +111,50 @@ def test_the_check_sees_upward_imports():
         (1, 'patches'), (2, 'utils')]
     assert imported_modules('from ..utils import checkpoint_io\n', 'patches.mmengine_io') == [
         (1, 'utils.checkpoint_io')]
+
+
+# ---------------------------------------------------------------- tools and tests
+def _python_files(*dirs: str) -> List[str]:
+    return sorted(osp.join(root, f) for d in dirs for root, _, files in os.walk(osp.join(ROOT, d))
+                  for f in files if f.endswith('.py') and 'golden' not in osp.relpath(root, ROOT).split(os.sep)[1:])
+
+
+def path_hacks(source: str) -> List[str]:
+    """``sys.path`` edits and imports by file path (``spec_from_file_location``, ``runpy``, ``SourceFileLoader``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr == 'path' and isinstance(node.value, ast.Name) \
+                and node.value.id == 'sys':
+            found.append(f'sys.path (line {node.lineno})')
+        elif isinstance(node, (ast.Attribute, ast.Name)):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id
+            if name in ('spec_from_file_location', 'SourceFileLoader', 'run_path'):
+                found.append(f'{name} (line {node.lineno})')
+        elif isinstance(node, ast.ImportFrom) and node.module in ('runpy', 'importlib.util', 'importlib.machinery'):
+            found.extend(f'{node.module}.{a.name} (line {node.lineno})' for a in node.names
+                         if a.name in ('spec_from_file_location', 'SourceFileLoader', 'run_path'))
+    return found
+
+
+def test_tools_and_tests_import_the_installed_package_only():
+    """No tool or test edits ``sys.path`` or imports a file by its path: the package is installed, tools are
+    scripts nobody imports, tests import their helpers as ``tests.helpers``."""
+    bad = {osp.relpath(p, ROOT): hacks for p in _python_files('tools', 'tests')
+           if (hacks := path_hacks(open(p, encoding='utf-8').read()))}
+    assert not bad, f'path edits / imports by file path: {bad}'
+
+
+def test_the_path_check_sees_hacks():
+    assert path_hacks('import sys\nsys.path.insert(0, "x")\n') == ['sys.path (line 2)']
+    assert path_hacks('import importlib.util as u\nu.spec_from_file_location("m", "f.py")\n')
+    assert path_hacks('from runpy import run_path\n')
+    assert path_hacks('import os\nos.path.join("a")\n') == []
+
+
+def test_converter_and_dataset_tools_are_thin():
+    """The converters and dataset tools are command lines over package modules (argument parsing, printing)."""
+    thin = ['tools/model_converters/ultralytics_to_mmdet.py', 'tools/model_converters/convnextv2_to_mmdet.py',
+            'tools/misc/check_dataset.py', 'tools/dataset_converters/yolo2coco.py',
+            'tools/dataset_converters/coco2yolo.py']
+    sizes = {p: sum(1 for _ in open(osp.join(ROOT, p), encoding='utf-8')) for p in thin}
+    assert all(n <= 200 for n in sizes.values()), sizes

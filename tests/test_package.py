@@ -5,13 +5,16 @@ import pytest
 
 
 def test_import_registers_modules():
-    import convnextv2_yolo  # noqa: F401
     from mmdet.registry import (DATASETS, HOOKS, METRICS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
                                 TASK_UTILS, TRANSFORMS)
     from mmengine.registry import FUNCTIONS
+
+    import convnextv2_yolo  # noqa: F401
     expected = {
-        MODELS: ['YOLOCSPDarknet', 'YOLO11CSPDarknet', 'ConvNeXtV2', 'YOLOPAFPN', 'YOLO11PAFPN', 'YOLOHead',
-                 'YOLO11Head', 'YOLODetector', 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss', 'YOLOModelEMA'],
+        MODELS: [
+            'YOLOCSPDarknet', 'YOLO11CSPDarknet', 'ConvNeXtV2', 'YOLOPAFPN', 'YOLO11PAFPN', 'YOLOHead', 'YOLO11Head',
+            'YOLODetector', 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss', 'YOLOModelEMA'
+        ],
         TASK_UTILS: ['BatchTaskAlignedAssigner'],
         HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook', 'YOLOEMAHook'],
         TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine', 'YOLOMosaic'],
@@ -28,9 +31,9 @@ def test_import_registers_modules():
 
 def test_custom_imports_in_a_config(tmp_path):
     """A user config needs nothing but custom_imports to find our modules."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text(
         "custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)\n"

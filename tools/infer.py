@@ -80,8 +80,8 @@ def _check_input(path: str) -> str:
 
 def set_class_names(model, cfg, checkpoint: str) -> tuple:
     """Name the model's labels after the classes it was trained with (see resolve_class_names)."""
-    from convnextv2_yolo.utils.checkpoint_io import read_checkpoint_meta
     from convnextv2_yolo.utils import resolve_class_names
+    from convnextv2_yolo.utils.checkpoint_io import read_checkpoint_meta
     meta = read_checkpoint_meta(checkpoint)
     dataset = cfg.get('test_dataloader', {}).get('dataset', {})
     config_classes = (dataset.get('metainfo') or {}).get('classes')

@@ -8,8 +8,7 @@ import argparse
 from mmengine.config import Config
 
 import convnextv2_yolo  # noqa: F401  (registers modules, applies compat fixes)
-from convnextv2_yolo.utils.launch import (build_runner, close_distributed, parse_common_args,
-                                          prepare_train_cfg)
+from convnextv2_yolo.utils.launch import build_runner, close_distributed, parse_common_args, prepare_train_cfg
 
 
 def parse_args() -> argparse.Namespace:

@@ -6,13 +6,13 @@ registries, so a config only needs::
 
     custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)
 """
-from .version import __version__
 from . import patches  # noqa: F401  (must run before anything loads checkpoints)
+from .version import __version__
 
 patches.apply_all()
 
-from . import (backbones, datasets, dense_heads, detectors, engine,  # noqa: E402,F401
-               evaluation, layers, losses, necks, selfsup, task_modules)
+from . import (backbones, datasets, dense_heads, detectors, engine, evaluation, layers, losses,  # noqa: E402,F401
+               necks, selfsup, task_modules)
 from .utils import get_config_path  # noqa: E402
 
 __all__ = ['__version__', 'get_config_path']

@@ -36,9 +36,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def build(config: str):
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
     if not osp.isfile(config):
         raise FileNotFoundError(f'config not found: {config}')
     cfg = Config.fromfile(config)

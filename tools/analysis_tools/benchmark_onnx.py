@@ -74,8 +74,8 @@ def bench_model(name: str, args: argparse.Namespace, tmp: str) -> dict:
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
 
-    from convnextv2_yolo.deployment import DenseOutputs, export_onnx, make_session, raw_to_nms
     from convnextv2_yolo.datasets.data_overrides import apply_data_args
+    from convnextv2_yolo.deployment import DenseOutputs, export_onnx, make_session, raw_to_nms
     cfg = apply_data_args(Config.fromfile(osp.join(ROOT, MODELS_CFG[name])), None, args.imgsz)
     cfg.model.backbone.init_cfg = None
     cfg.model.train_cfg = None

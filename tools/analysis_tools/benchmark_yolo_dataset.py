@@ -183,10 +183,11 @@ def throughput(dataset, samples: int, seed: int = 0) -> float:
 def main(argv: Sequence[str] = None) -> Dict[str, float]:
     """Run the benchmark; returns the numbers (seconds and samples/s)."""
     args = parse_args(argv)
-    import convnextv2_yolo  # noqa: F401
     import torch
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
+
+    import convnextv2_yolo  # noqa: F401
     init_default_scope('mmdet')
     logger, threads = MMLogger.get_current_instance(), torch.get_num_threads()
     level = logger.level

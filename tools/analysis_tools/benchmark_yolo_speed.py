@@ -84,10 +84,11 @@ def parse_args() -> argparse.Namespace:
 
 def build_model(config: Optional[str], options: Optional[dict] = None,
                 builtin: bool = False) -> torch.nn.Module:
-    import convnextv2_yolo  # noqa: F401  (registers the modules)
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
+
+    import convnextv2_yolo  # noqa: F401  (registers the modules)
     init_default_scope('mmdet')
     path = config or (DEFAULT_CONFIG if osp.isfile(DEFAULT_CONFIG) and not builtin else None)
     cfg = Config.fromfile(path) if path else Config(dict(model=FALLBACK_MODEL))
@@ -223,6 +224,7 @@ def bench_data_path(model, device: str, batch: int, args) -> Dict[str, float]:
     """Collate + preprocess + target packing: mmdet's default path vs ours."""
     from mmdet.registry import MODELS
     from mmengine.dataset import pseudo_collate
+
     from convnextv2_yolo.datasets import pack_gt_instances, yolo_collate
     cuda = device == 'cuda'
     iters = args.iters * (20 if cuda else 3)

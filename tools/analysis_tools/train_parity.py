@@ -132,9 +132,7 @@ def run(cmd: List[str], log_file: str, env: Optional[dict] = None) -> dict:
 
 
 def thread_env(threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join([osp.join(ROOT, 'projects'), os.environ.get('PYTHONPATH', '')]))
-    return env
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
 
 
 def active_sides(args: argparse.Namespace) -> List[str]:
@@ -157,8 +155,9 @@ def reference_env(args: argparse.Namespace, threads: int) -> dict:
 def absolute_data_yaml(data_yaml: str, out_dir: str) -> str:
     """The yaml with ``path`` made absolute (the reference resolves a relative ``path`` against its own
     datasets folder, not the yaml's; our ``YOLODataset`` against the yaml's folder). Same splits/names."""
-    from convnextv2_yolo.datasets.yolo_format import load_data_yaml
     import yaml
+
+    from convnextv2_yolo.datasets.yolo_format import load_data_yaml
     data = load_data_yaml(data_yaml)
     with open(data.file, encoding='utf-8') as f:
         raw = yaml.safe_load(f)
@@ -184,6 +183,7 @@ def our_config(args: argparse.Namespace, data_yaml: str, seed: int, imgsz: int, 
     """Our config for one run, dumped to ``work_dir/parity_config.py``: the data, the shared settings,
     a checkpoint (EMA weights) after every epoch, no validation during training, per-iteration logs."""
     from mmengine.config import Config
+
     from convnextv2_yolo.datasets.data_overrides import apply_data_args
     cfg = Config.fromfile(args.config)
     apply_data_args(cfg, data_yaml, imgsz)
@@ -352,9 +352,10 @@ class Evaluator:
 
     def _build_runner(self):
         from mmengine.config import Config
+
         import convnextv2_yolo  # noqa: F401
-        from convnextv2_yolo.utils.launch import build_runner
         from convnextv2_yolo.engine.runner import fit_head_to_checkpoint
+        from convnextv2_yolo.utils.launch import build_runner
         cfg = Config.fromfile(self.cfg_path)
         if cfg.get('load_from'):  # fine-tuning: the class-branch width of the start (as YOLORunner builds it)
             fit_head_to_checkpoint(cfg.model, cfg.load_from)
@@ -368,8 +369,9 @@ class Evaluator:
 
     def __call__(self, side: str, checkpoint: str) -> Dict[str, float]:
         import torch
-        from convnextv2_yolo.utils.checkpoint_io import safe_torch_load
+
         from convnextv2_yolo.converters import convert_state_dict, detect_arch
+        from convnextv2_yolo.utils.checkpoint_io import safe_torch_load
         if self.runner is None:
             self.runner = self._build_runner()
         model = self.runner.model
@@ -548,8 +550,8 @@ def parity(args: argparse.Namespace) -> dict:
 
 def throughput(args: argparse.Namespace) -> dict:
     """Seconds per epoch (data loading included; epochs after the first) over the threads/workers/size grid."""
-    from convnextv2_yolo.utils.checkpoint_io import write_atomic
     from convnextv2_yolo.datasets.yolo_format import load_data_yaml
+    from convnextv2_yolo.utils.checkpoint_io import write_atomic
     os.makedirs(args.work_dir, exist_ok=True)
     data_yaml = absolute_data_yaml(args.data, args.work_dir)
     names = list(load_data_yaml(data_yaml).names)

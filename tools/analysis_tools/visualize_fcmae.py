@@ -131,10 +131,10 @@ def main(argv=None) -> int:
     import importlib
 
     import cv2
+    from mmdet.registry import DATASETS, MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
-    from mmdet.registry import DATASETS, MODELS
 
     importlib.import_module('convnextv2_yolo')  # registers FCMAE and the dataset
     cfg = Config.fromfile(args.config)

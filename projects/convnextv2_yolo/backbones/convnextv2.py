@@ -5,14 +5,13 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from mmpretrain.models.backbones import ConvNeXt as _MMPretrainConvNeXt
 from torch.utils.checkpoint import checkpoint
 
-from mmdet.registry import MODELS
 from ..layers import GRN
-from .convnextv2_checkpoint import (BACKBONE_PREFIX, CheckpointFormatError,
-                                    infer_arch, load_mmpretrain_state_dict)
+from .convnextv2_checkpoint import BACKBONE_PREFIX, CheckpointFormatError, infer_arch, load_mmpretrain_state_dict
 
 # Official variants per version (depths / channels come from mmpretrain).
 ARCHS: Dict[str, Tuple[str, ...]] = {

@@ -8,8 +8,7 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import (C2PSA, SPPF, Conv, make_csp_layer, resolve_scale,
-                      scale_channels, scale_depth)
+from ..layers import C2PSA, SPPF, Conv, make_csp_layer, resolve_scale, scale_channels, scale_depth
 
 # Per family and stage: downsample-conv channels, CSP-layer channels, CSP
 # blocks, c3k flag (yolo11; scales m/l/x force it on), hidden ratio e. Values

@@ -12,11 +12,11 @@ from .errors import ArchitectureError, ConversionError
 from .restricted_unpickler import InertObject, RestrictedUnpickler, read_pickled_file
 from .ultralytics_architecture import architecture_mismatches, same_value
 from .ultralytics_checkpoint import collect_tensors, load_reference_checkpoint
-from .ultralytics_keys import (ARCHS, HEAD_INDEX, LAYER_MAPS, SCALES, cls_channels_of, convert_state_dict,
-                               detect_arch, map_key, num_classes_of, reference_key)
+from .ultralytics_keys import (ARCHS, HEAD_INDEX, LAYER_MAPS, SCALES, cls_channels_of, convert_state_dict, detect_arch,
+                               map_key, num_classes_of, reference_key)
 from .ultralytics_layers import MAX_REPORTED, Mismatch, check_layer_sequence, same_class
-from .ultralytics_model_check import (architecture_error, build_model, check_against_config, check_shapes,
-                                      config_path, find_scale, infer_scale, model_shapes)
+from .ultralytics_model_check import (architecture_error, build_model, check_against_config, check_shapes, config_path,
+                                      find_scale, infer_scale, model_shapes)
 from .ultralytics_to_mmdet import convert, resolve_arch
 
 __all__ = [

@@ -32,10 +32,9 @@ import torch
 from .errors import ArchitectureError
 from .ultralytics_keys import LAYER_MAPS
 from .ultralytics_layers import (ARCH_LABELS, ATTR_RENAMES, CHILD_RENAMES, DEFAULT_ACTIVATION, LAYER_INPUTS,
-                                 LAYER_SEQUENCES, REFERENCE_ONLY_ATTRS, SIZE_ATTRS, STRUCTURE_ATTRS,
-                                 UPSAMPLE_MODULE, Mismatch, check_layer_sequence, class_mismatch,
-                                 expected_reference_class, pickled_class_name, reference_layers, same_class,
-                                 short_class_name)
+                                 LAYER_SEQUENCES, REFERENCE_ONLY_ATTRS, SIZE_ATTRS, STRUCTURE_ATTRS, UPSAMPLE_MODULE,
+                                 Mismatch, check_layer_sequence, class_mismatch, expected_reference_class,
+                                 pickled_class_name, reference_layers, same_class, short_class_name)
 
 
 def _plain(value: Any) -> Any:

@@ -16,7 +16,6 @@ from .errors import ArchitectureError
 from .restricted_unpickler import InertObject
 from .ultralytics_keys import HEAD_RENAMES
 
-
 ARCH_LABELS = {'yolo11': 'YOLO11', 'yolov8': 'YOLOv8'}
 DETECTION_MODEL = 'ultralytics.nn.tasks.DetectionModel'
 REFERENCE_PACKAGE = 'ultralytics.nn.modules'

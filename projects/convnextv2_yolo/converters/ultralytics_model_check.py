@@ -34,7 +34,6 @@ def architecture_error(mismatches: List[Mismatch], arch: str, scale: str) -> Arc
                              "not reproduce the checkpoint's outputs")
 
 
-
 def config_path(arch: str, scale: str) -> str:
     """Our config of an architecture and scale (absolute path)."""
     return osp.join(repo_root(), 'configs', arch, f'{arch}_{scale}_8xb16-500e_coco.py')

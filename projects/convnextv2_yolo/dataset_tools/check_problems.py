@@ -18,7 +18,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-
 ERROR, WARNING, NOTE = 'error', 'warning', 'note'
 # problem kind -> severity (the report's headings)
 UNREADABLE, TRUNCATED, TOO_SMALL, MISSING_IMAGE = ('unreadable image', 'truncated image', 'image too small',

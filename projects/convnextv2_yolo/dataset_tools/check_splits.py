@@ -15,7 +15,7 @@ from ..datasets import yolo_format as yf
 from ..datasets.coco_api import COCOFormatError, load_coco_json
 from ..datasets.image_size import describe_size_mismatch, read_image_size
 from .check_problems import (BAD_ANNOTATIONS, BOX_OUTSIDE, BOX_UNDER_1PX, CLASS_NOT_IN_FILE, CROWD, MISSING_IMAGE,
-                             NOT_TEXT, NO_ANNOTATIONS, NO_LABEL, ORPHAN, OTHER_CATEGORY, ROUNDING_PX, SIZE_MISMATCH,
+                             NO_ANNOTATIONS, NO_LABEL, NOT_TEXT, ORPHAN, OTHER_CATEGORY, ROUNDING_PX, SIZE_MISMATCH,
                              SplitSource, SplitStats, image_problem_kind, where_rows)
 
 

@@ -65,8 +65,9 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
         FileNotFoundError / DataYamlError: the yaml or its paths.
         DataYamlError: the yaml has no ``val`` split, or its path does not exist.
     """
-    from .yolo_format import load_data_yaml
     from mmengine.logging import print_log
+
+    from .yolo_format import load_data_yaml
     data = load_data_yaml(data_yaml)
     data.sources('val')  # validation needs it now (a missing train/test split fails where it is used)
     for key, split in LOADERS.items():
@@ -151,4 +152,3 @@ def apply_data_args(cfg: Config, data_yaml: Optional[str], imgsz: Optional[int])
     if imgsz:
         set_image_size(cfg, imgsz)
     return cfg
-

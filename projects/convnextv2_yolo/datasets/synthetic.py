@@ -663,8 +663,7 @@ def _is_complete(root: str, meta: dict) -> bool:
                     not osp.isfile(osp.join(root, 'labels', split,
                                             osp.splitext(name)[0] + '.txt')):
                 return False
-    return all(osp.isfile(osp.join(root, f)) for f in ('data.yaml',
-                                                        'classes.txt'))
+    return all(osp.isfile(osp.join(root, f)) for f in ('data.yaml', 'classes.txt'))
 
 
 @contextmanager

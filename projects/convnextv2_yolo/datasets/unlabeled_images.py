@@ -3,10 +3,10 @@ import logging
 import os.path as osp
 from typing import List, Optional, Sequence, Union
 
+from mmdet.registry import DATASETS
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from mmdet.registry import DATASETS
 from .yolo_format import list_images, load_data_yaml, verify_image
 
 # How many skipped file names the log lists in full.

@@ -3,8 +3,8 @@
 Needs the ``deploy`` extra (``pip install -e ".[deploy]"``: onnx, onnxruntime,
 onnxscript, onnxslim); nothing here is imported by ``import convnextv2_yolo``.
 """
-from .onnx_export import (METADATA_KEY, DenseOutputs, ExportError, add_nms, append_nms, check_state_dict,
-                          export_onnx, fuse_batchnorm, load_detector, raw_to_nms, read_onnx_metadata)
+from .onnx_export import (METADATA_KEY, DenseOutputs, ExportError, add_nms, append_nms, check_state_dict, export_onnx,
+                          fuse_batchnorm, load_detector, raw_to_nms, read_onnx_metadata)
 from .onnx_runtime import ORTDetector, make_inferencer, make_session, raw_to_instances, select_providers
 
 __all__ = ['METADATA_KEY', 'DenseOutputs', 'ExportError', 'ORTDetector', 'add_nms', 'append_nms', 'check_state_dict',

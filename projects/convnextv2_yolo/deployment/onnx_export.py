@@ -139,9 +139,9 @@ def load_detector(cfg, checkpoint: str) -> Tuple[nn.Module, Tuple[str, ...]]:
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
 
+    from ..datasets.data_overrides import inner_dataset
     from ..dense_heads.yolo_head import YOLOHead
     from ..utils import resolve_class_names
-    from ..datasets.data_overrides import inner_dataset
     state, meta = _state_dict_of(checkpoint)
     model_cfg = copy.deepcopy(cfg.model)
     ckpt_classes = (meta.get('dataset_meta') or {}).get('classes')
@@ -296,8 +296,8 @@ def append_nms(model, test: dict) -> None:
         model (onnx.ModelProto): Exported raw model (opset >= 13), modified in place.
         test (dict): :func:`check_test_cfg`'s output.
     """
-    from onnx import TensorProto, helper, numpy_helper
     import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
     graph = model.graph
     if [o.name for o in graph.output] != ['boxes', 'scores']:
         raise ExportError('append_nms needs a raw file with outputs boxes, scores; got '

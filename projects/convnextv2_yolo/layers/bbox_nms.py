@@ -9,7 +9,6 @@ import torchvision
 from mmcv.ops import soft_nms
 from torch import Tensor
 
-
 # Class-aware NMS: below this many boxes (after the score filters) one NMS
 # over class-shifted boxes is faster than one NMS per class (torchvision's own
 # switch is at 1000 boxes on CPU; soft-NMS runs on CPU, where its crossover

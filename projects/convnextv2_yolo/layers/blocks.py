@@ -265,7 +265,6 @@ class C2PSA(nn.Module):
         return self.cv2(torch.cat((a, self.m(b)), 1))
 
 
-
 YOLO_VERSIONS = ('yolo11', 'yolov8')
 YOLO_ARCHS = YOLO_VERSIONS  # deprecated name (the family is ``version``; ``arch`` is a size elsewhere)
 

@@ -4,8 +4,8 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-from mmengine.model import BaseAveragedModel
 from mmdet.registry import MODELS
+from mmengine.model import BaseAveragedModel
 from torch import Tensor
 
 

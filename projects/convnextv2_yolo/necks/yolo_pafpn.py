@@ -1,14 +1,13 @@
 """The YOLO11 / YOLOv8 path-aggregation neck, usable after any backbone."""
 import warnings
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 
-from ..layers import (C2PSA, SPPF, Conv, make_csp_layer, resolve_scale,
-                      scale_channels, scale_depth)
+from ..layers import C2PSA, SPPF, Conv, make_csp_layer, resolve_scale, scale_channels, scale_depth
 
 DEFAULT_CSP_BLOCKS = {'yolo11': 2, 'yolov8': 3}
 # The reference's P3/P4/P5 output channels at width 1.0 (its yaml ``head:``).

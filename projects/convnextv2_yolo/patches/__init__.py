@@ -13,7 +13,7 @@ import os
 from typing import Callable, Dict, List
 
 from .coco import coco_cat_ids_in_requested_order, coco_empty_results
-from .mmengine_checkpoint import (allow_mmengine_checkpoint_globals, mmengine_checkpoint_globals,
+from .mmengine_checkpoint import (allow_mmengine_checkpoint_globals, mmengine_checkpoint_globals,  # noqa: F401
                                   plain_message_hub_state, register_safe_local_loader)
 from .mmengine_dist import cpu_distributed_launch
 from .mmengine_io import atomic_local_writes, remove_old_checkpoints_after_saving

@@ -16,13 +16,13 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmpretrain.models.backbones.convnext import ConvNeXtBlock
 from mmpretrain.models.backbones.sparse_convnext import SparseConvNeXt
 from mmpretrain.models.utils import SparseHelper
 
-from mmdet.registry import MODELS
 from ..backbones.convnextv2_checkpoint import (BACKBONE_PREFIX, CheckpointFormatError, _official_to_mmpretrain,
                                                convert_to_mmpretrain, detect_format, extract_state_dict,
                                                load_checkpoint_file)

@@ -66,9 +66,9 @@ def prepare_demo_cfg(config: str, work_dir: str, root: str, data_root: Optional[
             ``synthetic_dataset.*`` keys take effect) and again after ``data``/``imgsz``.
         num_vis (int): Validation images for the picture.
     """
+    from ..datasets.data_overrides import apply_data_args
     from ..datasets.synthetic import make_synthetic_dataset
     from ..datasets.yolo_format import load_data_yaml
-    from ..datasets.data_overrides import apply_data_args
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -123,9 +123,9 @@ def git_commit(root: str) -> Dict[str, object]:
 
 def machine_info() -> Dict[str, object]:
     """What the numbers of a CPU run depend on: CPU model, cores, torch threads and kernels, versions."""
-    import torch
     import mmdet
     import mmengine
+    import torch
     cpu = platform.processor() or ''
     try:
         with open('/proc/cpuinfo') as f:

@@ -190,7 +190,8 @@ def _fmt(value: Any, indent: int, root: Optional[str]) -> str:
         for k in keys:
             v = value[k]
             mark = '  # default' if isinstance(v, CodeDefault) else ''
-            lines.append(f'{pad}{k if named else repr(k) + ": "}{"=" if named else ""}{_fmt(v, indent + 4, root)},{mark}')
+            lines.append(
+                f'{pad}{k if named else repr(k) + ": "}{"=" if named else ""}{_fmt(v, indent + 4, root)},{mark}')
         open_, close = ('dict(', ')') if named else ('{', '}')
         return open_ + '\n' + '\n'.join(lines) + '\n' + ' ' * indent + close
     if isinstance(value, (list, tuple)):
@@ -211,8 +212,9 @@ def format_effective_config(effective: dict, root: Optional[str] = None) -> str:
     Keys are sorted (``type`` first), code defaults end with ``# default``, and ``root`` (e.g. the
     repository folder) in strings is written ``<repo>``, so the text is the same on every machine.
     """
-    return ''.join(f'{k} = {_fmt(effective[k], 0, root)}{"  # default" if isinstance(effective[k], CodeDefault) else ""}\n'
-                   for k in sorted(effective))
+    return ''.join(
+        f'{k} = {_fmt(effective[k], 0, root)}{"  # default" if isinstance(effective[k], CodeDefault) else ""}\n'
+        for k in sorted(effective))
 
 
 # ------------------------------------------------------------------------------------ snapshots
@@ -227,9 +229,10 @@ def shipped_configs(root: str) -> List[str]:
     import glob
     base = osp.join(root, 'configs')
     paths = glob.glob(osp.join(base, '**', '*.py'), recursive=True)
-    return sorted(osp.relpath(p, base) for p in paths
-                  if not any(part.startswith('_') and part.endswith('_') for part in osp.relpath(p, base).split(osp.sep))
-                  and '_snapshots' not in osp.relpath(p, base).split(osp.sep))
+    return sorted(
+        osp.relpath(p, base) for p in paths
+        if not any(part.startswith('_') and part.endswith('_') for part in osp.relpath(p, base).split(osp.sep))
+        and '_snapshots' not in osp.relpath(p, base).split(osp.sep))
 
 
 def snapshot_text(root: str, rel: str) -> str:

@@ -121,9 +121,9 @@ def check_class_names(cfg: Config, checkpoint: str) -> None:
     """
     from mmengine.logging import print_log
 
+    from ..datasets.data_overrides import inner_dataset
     from .checkpoint_io import read_checkpoint_meta
     from .class_names import resolve_class_names
-    from ..datasets.data_overrides import inner_dataset
     dataset = inner_dataset(cfg.get('test_dataloader'))
     config_classes = ((dataset or {}).get('metainfo') or {}).get('classes')
     num_classes = cfg.get('model', {}).get('bbox_head', {}).get('num_classes')

@@ -52,8 +52,9 @@ def render_demo(results: Sequence[dict], names: Sequence[str] = ()) -> str:
         f"mAP@.75 {final['coco/bbox_mAP_75']:.3f}, small {final['coco/bbox_mAP_s']:.3f}, "
         f"medium {final['coco/bbox_mAP_m']:.3f}); the curve was {curve} after epochs {epochs}; "
         f"**{_minutes(main['wall_seconds'])}** for `{main['command']}` ({main['iterations']} training iterations, "
-        f"{_minutes(main['train_seconds'])} of them in `runner.train()`), seed {main['seed']}, at {_commit(main['git'])} on "
-        f"{_machine(main['machine'])}."]
+        f"{_minutes(main['train_seconds'])} of them in `runner.train()`), seed {main['seed']}, "
+        f"at {_commit(main['git'])} on {_machine(main['machine'])}."
+    ]
     if len(results) > 1:
         rows = ['', '| result file | seed | torch threads | kernels | final mAP | mAP@.5 | curve |',
                 '|---|---|---|---|---|---|---|']

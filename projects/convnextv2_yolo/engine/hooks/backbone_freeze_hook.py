@@ -3,11 +3,10 @@ import logging
 from typing import Dict, Optional
 
 import torch.nn as nn
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-
-from mmdet.registry import HOOKS
 
 
 @HOOKS.register_module()

@@ -5,9 +5,9 @@ import os.path as osp
 from typing import Any, Dict, List, Optional
 
 import torch
+from mmdet.registry import HOOKS
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
-from mmdet.registry import HOOKS
 
 
 def ema_decay(ema_model) -> Optional[float]:

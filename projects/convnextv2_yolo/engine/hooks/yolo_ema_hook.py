@@ -1,8 +1,8 @@
 """EMA updated per optimizer step (the reference) or per iteration (mmengine)."""
 from typing import Optional
 
-from mmengine.hooks import EMAHook
 from mmdet.registry import HOOKS
+from mmengine.hooks import EMAHook
 
 from ..optimizers import YOLOGradAccumulation
 

@@ -3,13 +3,12 @@ import logging
 from typing import Optional
 
 import numpy as np
-from mmengine.hooks import Hook
-from mmengine.runner import IterBasedTrainLoop
-from mmengine.logging import print_log
 from mmdet.registry import HOOKS
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.runner import IterBasedTrainLoop
 
 from ..optimizers import OptimizerDecision, TrainingRun, YOLOGradAccumulation, decide_optimizer
-from ...utils.batch_size import train_batch_size
 
 
 @HOOKS.register_module()

@@ -5,6 +5,7 @@ from .optimizer_decision import (OptimizerChoice, OptimizerDecision, OptimizerPo
 from .yolo_optim_constructor import YOLOOptimWrapperConstructor
 from .yolo_optim_wrapper import YOLOAmpOptimWrapper, YOLOGradAccumulation, YOLOOptimWrapper
 
-__all__ = ['ConvNeXtLayerDecayOptimizerConstructor', 'MuSGD', 'musgd_param_groups', 'newton_schulz_orthogonalize', 'OptimizerChoice', 'OptimizerDecision',
+__all__ = ['ConvNeXtLayerDecayOptimizerConstructor', 'MuSGD', 'musgd_param_groups', 'newton_schulz_orthogonalize',
+           'OptimizerChoice', 'OptimizerDecision',
            'OptimizerPolicy', 'TrainingRun', 'auto_choice', 'decide_optimizer', 'explicit_choice',
            'YOLOOptimWrapperConstructor', 'YOLOGradAccumulation', 'YOLOOptimWrapper', 'YOLOAmpOptimWrapper']

@@ -3,10 +3,10 @@ import logging
 from typing import List
 
 import torch.nn as nn
+from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
-from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 NORM_TYPES = tuple(v for k, v in nn.__dict__.items() if 'Norm' in k and isinstance(v, type))
 

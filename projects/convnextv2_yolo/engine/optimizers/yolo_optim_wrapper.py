@@ -5,10 +5,10 @@ from typing import FrozenSet, Optional
 
 import torch
 import torch.nn as nn
+from mmdet.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-from mmdet.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
 from .musgd import musgd_param_groups
 from .optimizer_decision import (MUSGD_BOOSTED_PREFIX, MUSGD_LR_BOOST, OptimizerChoice, OptimizerDecision,

@@ -230,7 +230,7 @@ def test_amp_flag_keeps_the_yolo_wrapper(monkeypatch):
 
 @pytest.mark.parametrize('epochs,expected', [
     (3, 'AdamW'),        # ceil(128 / 64) x 3 = 6 iterations <= 10,000
-    (5001, 'MuSGD'),     # 2 x 5001 = 10,002 > 10,000 (ultralytics 8.4; tests/test_musgd.py has more)
+    (5001, 'MuSGD'),     # 2 x 5001 = 10,002 > 10,000 (ultralytics 8.4; tests/engine/test_musgd.py has more)
 ])
 def test_auto_optimizer_follows_the_reference_rule(tmp_path, epochs, expected):
     """optimizer=dict(type='auto'): AdamW lr round(0.002 * 5 / (4 + nc), 6) for short runs, else MuSGD 0.01."""

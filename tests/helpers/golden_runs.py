@@ -5,7 +5,7 @@ Each run goes through the code path a user's command takes (the demo's set-up, `
 a :class:`~convnextv2_yolo.engine.hooks.TrainingTraceHook` that writes, per iteration, the LR /
 momentum / weight decay of every param group, the gradient accumulation, the optimizer steps, the
 EMA updates and decay, the losses and the GT boxes of every sample, and after training a checksum of
-the evaluated (EMA) weights. ``tests/test_golden_runs.py`` compares the traces with the committed
+the evaluated (EMA) weights. ``tests/engine/test_golden_runs.py`` compares the traces with the committed
 ones in ``tests/golden/``.
 
     python -m tests.helpers.golden_runs --out DIR          # run all, write DIR/<run>.json

@@ -7,7 +7,7 @@ effective config closes that gap: every ``dict(type=...)`` the runner will build
 its parts, assigners, datasets and pipelines, hooks, optimizer wrapper and optimizer, schedulers,
 loops, evaluators, visualizer, log processor) is completed with the defaults of its registered
 class's constructor, marked as such. ``tools/misc/print_config.py --with-defaults`` prints it;
-``configs/_snapshots/`` holds it for every shipped config and ``tests/test_config_snapshots.py``
+``configs/_snapshots/`` holds it for every shipped config and ``tests/configs/test_config_snapshots.py``
 fails when a config or a default moves without its snapshot (``tools/misc/print_config.py
 --update-snapshots`` rewrites them).
 

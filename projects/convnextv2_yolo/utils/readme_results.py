@@ -4,7 +4,7 @@ Each block of the README between ``<!-- results:NAME -->`` and ``<!-- /results:N
 rendering of committed result files (``docs/results/``): the demo's ``demo_result.json`` (written by
 ``tools/demo.py``) and the ``summary.json`` files of ``tools/analysis_tools/train_parity.py``. A
 number in such a block therefore cannot drift from the run that produced it:
-``tests/test_readme_results.py`` fails when a block differs from its rendering, and
+``tests/tools/test_readme_results.py`` fails when a block differs from its rendering, and
 ``tools/misc/render_results.py`` rewrites the blocks after new result files are committed.
 """
 import json

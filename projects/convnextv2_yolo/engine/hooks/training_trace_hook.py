@@ -75,7 +75,7 @@ class TrainingTraceHook(Hook):
     ``record_targets``, per sample the image file name, the sum of its input pixels and its GT boxes
     (x1, y1, x2, y2 in input pixels) and labels. After training one line ``{"final": ...}`` holds
     :func:`state_checksum` of the weights that are evaluated (the EMA's when an ``EMAHook`` runs, else
-    the model's). The golden-run tests (``tests/test_golden_runs.py``) compare such traces with
+    the model's). The golden-run tests (``tests/engine/test_golden_runs.py``) compare such traces with
     committed ones; it also answers "what LR / accumulation / EMA decay did my run use?".
 
     Args:

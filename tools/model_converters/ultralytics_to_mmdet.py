@@ -26,26 +26,10 @@ fails with the first mismatched key and both shapes. Without ``--scale`` the
 scale is found by trying n, s, m, l, x.
 
 Weights alone do not fix the computation: a pickled model also records its
-module classes and settings, and those are checked before any key mapping:
-
-1. the top-level layer classes must be YOLO11's or YOLOv8's sequence, each
-   class of its ``ultralytics.nn.modules.<file>`` (a YOLO12 file, RT-DETR,
-   another task, an extra layer, a renamed or forked block: ``unsupported
-   architecture: <what was found>``);
-2. the reference tree is walked in parallel with our model (by the shared
-   child names) comparing classes (activations, C3k vs Bottleneck = ``c3k``,
-   containers interchangeable, Detect = our YOLOHead), hooks / replaced
-   ``forward``, the layers' inputs ``f``, the yaml's ``activation`` and a
-   whitelist of attributes: conv/pool geometry (kernel_size, stride,
-   padding, dilation, padding_mode, output_padding, transposed, ceil_mode,
-   return_indices), BatchNorm eps/affine/track_running_stats, Upsample
-   scale_factor/mode/align_corners/size/recompute_scale_factor, residual
-   ``add``, ``reg_max`` / DFL ``c1``, Detect ``stride``; after the shapes:
-   groups, num_heads, head_dim, key_dim, scale, ``c``, Detect ``nc``; and the
-   reference-only SPPF ``n`` (3) / ``add`` (False) and Concat ``d`` (1). Only
-   attributes present on both sides are compared (BatchNorm momentum and
-   ``inplace`` are not: they do not change the converted model's outputs).
-   All differences are reported in one ``architecture mismatch at ...``.
+module classes and settings, checked before any key mapping (layer sequence,
+module tree, layer inputs and a whitelist of attributes; every difference is
+reported in one ``architecture mismatch at ...``): see
+:mod:`convnextv2_yolo.converters.ultralytics_architecture` for the rules.
 
 A plain state dict has no classes: it is checked by keys and shapes only and
 the result says so (``meta['architecture_verified']`` False, a note).

@@ -37,11 +37,11 @@ def test_custom_imports_in_a_config(tmp_path):
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text(
         "custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)\n"
-        "model = dict(type='YOLO11CSPDarknet', arch='yolo11', deepen_factor=0.5, widen_factor=0.25)\n")
+        "model = dict(type='YOLOCSPDarknet', version='yolo11', scale='n')\n")
     cfg = Config.fromfile(str(cfg_file))
     init_default_scope('mmdet')
     backbone = MODELS.build(cfg.model)
-    assert type(backbone).__name__ == 'YOLO11CSPDarknet'
+    assert type(backbone).__name__ == 'YOLOCSPDarknet'
 
 
 def test_config_paths():

@@ -50,6 +50,16 @@ def test_every_patch_is_documented_and_idempotent():
     assert _patched_attributes() == before
 
 
+def test_readme_names_every_patch():
+    """Users pick names for CONVNEXTV2_YOLO_SKIP_PATCHES from the README's "Compatibility fixes"."""
+    from tests.helpers.paths import ROOT
+    with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        readme = f.read()
+    section = readme[readme.index('## Compatibility fixes'):]
+    missing = [p.__name__ for p in patches.PATCHES if f'`{p.__name__}`' not in section]
+    assert not missing, f'README "Compatibility fixes" does not name {missing}'
+
+
 def test_unknown_patch_name_is_refused(monkeypatch):
     monkeypatch.setenv(patches.SKIP_ENV, 'no_such_fix')
     with pytest.raises(ValueError, match='unknown fixes'):

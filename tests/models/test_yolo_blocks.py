@@ -301,19 +301,50 @@ def test_deprecated_names_build_the_same_modules():
     """Older configs (YOLO11CSPDarknet / YOLO11PAFPN with arch= and width-1.0 out_channels) still build."""
     from convnextv2_yolo.backbones import YOLO11CSPDarknet, YOLOCSPDarknet
     from convnextv2_yolo.necks import YOLO11PAFPN, YOLOPAFPN
-    with pytest.warns(DeprecationWarning, match='YOLOCSPDarknet'):
+    with pytest.warns(FutureWarning, match='YOLOCSPDarknet'):
         old = YOLO11CSPDarknet(arch='yolov8', deepen_factor=0.67, widen_factor=0.75, max_channels=768)
     assert _shapes(old) == _shapes(YOLOCSPDarknet('yolov8', scale='m'))
-    with pytest.warns(DeprecationWarning, match='YOLOPAFPN'):
+    with pytest.warns(FutureWarning, match='YOLOPAFPN'):
         old = YOLO11PAFPN([80, 160, 320], out_channels=[256, 512, 1024], deepen_factor=0.5, widen_factor=1.0,
                           max_channels=512, c3k_all=True, sppf_c2psa=True)
     new = YOLOPAFPN([80, 160, 320], scale='m', sppf_c2psa=True)
     assert old.out_channels == new.out_channels == [256, 512, 512] and _shapes(old) == _shapes(new)
     from convnextv2_yolo.dense_heads import YOLO11Head, YOLOHead
-    with pytest.warns(DeprecationWarning, match='YOLOHead'):
+    with pytest.warns(FutureWarning, match='YOLOHead'):
         old = YOLO11Head(num_classes=3, in_channels=[64, 128, 256], cls_branch='yolov8')
     assert isinstance(old, YOLOHead)
     assert _shapes(old) == _shapes(YOLOHead(num_classes=3, in_channels=[64, 128, 256], cls_branch='yolov8'))
+
+
+def test_deprecated_names_take_scale_and_both_family_names():
+    """Old names with new arguments: scale= on the alias, and arch= next to version= (effective-config dumps of
+    old configs write both); users see the deprecation (FutureWarning is shown by default)."""
+    import warnings
+
+    from convnextv2_yolo.backbones import YOLO11CSPDarknet, YOLOCSPDarknet
+    from convnextv2_yolo.necks import YOLO11PAFPN, YOLOPAFPN
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)
+        neck = YOLO11PAFPN([64, 128, 256], scale='n')
+        assert _shapes(neck) == _shapes(YOLOPAFPN([64, 128, 256], scale='n'))
+        assert YOLO11CSPDarknet(arch='yolov8', version=None, scale='n').version == 'yolov8'
+        assert _shapes(YOLO11CSPDarknet(arch='yolo11', version='yolo11', scale='n')) == \
+            _shapes(YOLOCSPDarknet(scale='n'))
+        with pytest.raises(ValueError, match="arch='yolov8'.*version='yolo11' differ"):
+            YOLO11CSPDarknet(arch='yolov8', version='yolo11', scale='n')
+    assert issubclass(FutureWarning, Warning) and not issubclass(FutureWarning, DeprecationWarning)
+
+
+def test_auto_channels_need_the_detector():
+    """'auto' is resolved by YOLODetector; a module built alone says so instead of misreading the string."""
+    from convnextv2_yolo.dense_heads import YOLOHead
+    from convnextv2_yolo.necks import YOLOPAFPN
+    with pytest.raises(ValueError, match="in_channels='auto' is resolved by YOLODetector"):
+        YOLOPAFPN('auto', scale='n')
+    with pytest.raises(ValueError, match="sppf_c2psa='auto'"):
+        YOLOPAFPN([64, 128, 256], scale='n', sppf_c2psa='auto')
+    with pytest.raises(ValueError, match="YOLOHead: in_channels='auto'"):
+        YOLOHead(num_classes=3, in_channels='auto')
 
 
 def test_detector_reads_head_channels_from_the_neck():

@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import C2PSA, SPPF, Conv, make_csp_layer, resolve_scale, scale_channels, scale_depth
+from ..layers.scaling import deprecated_family
 
 # Per family and stage: downsample-conv channels, CSP-layer channels, CSP
 # blocks, c3k flag (yolo11; scales m/l/x force it on), hidden ratio e. Values
@@ -161,7 +162,7 @@ class YOLO11CSPDarknet(YOLOCSPDarknet):
     now ``version``. Same modules, so the same state-dict keys.
     """
 
-    def __init__(self, arch: str = 'yolo11', **kwargs) -> None:
+    def __init__(self, arch: Optional[str] = None, version: Optional[str] = None, **kwargs) -> None:
         warnings.warn("'YOLO11CSPDarknet' is deprecated: use type='YOLOCSPDarknet' with version= (was arch=) "
-                      "and scale='n'/'s'/'m'/'l'/'x'", DeprecationWarning, stacklevel=2)
-        super().__init__(version=arch, **kwargs)
+                      "and scale='n'/'s'/'m'/'l'/'x'", FutureWarning, stacklevel=2)
+        super().__init__(version=deprecated_family(arch, version, type(self).__name__), **kwargs)

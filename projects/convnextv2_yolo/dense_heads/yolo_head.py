@@ -18,6 +18,7 @@ from torch import Tensor
 from ..layers.bbox_nms import multiclass_nms, select_candidates
 from ..layers.conv import Conv, DWConv
 from ..layers.dfl import DFL
+from ..layers.scaling import reject_auto
 from .yolo_head_loss import YOLOHeadLossMixin
 
 __all__ = ['DFL', 'YOLOHead', 'YOLO11Head', 'multiclass_nms']
@@ -92,6 +93,7 @@ class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
                  test_cfg: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        reject_auto(type(self).__name__, in_channels=in_channels)
         if len(in_channels) != len(featmap_strides):
             raise ValueError(f'YOLOHead: in_channels {list(in_channels)} and featmap_strides '
                              f'{list(featmap_strides)} must have the same length')
@@ -319,6 +321,6 @@ class YOLO11Head(YOLOHead):
     """
 
     def __init__(self, *args, **kwargs) -> None:
-        warnings.warn("'YOLO11Head' is deprecated: use type='YOLOHead' (same arguments)", DeprecationWarning,
+        warnings.warn("'YOLO11Head' is deprecated: use type='YOLOHead' (same arguments)", FutureWarning,
                       stacklevel=2)
         super().__init__(*args, **kwargs)

@@ -105,3 +105,30 @@ def resolve_scale(version: str,
     if scale not in YOLO_SCALES[version]:
         raise ValueError(f'{owner}: {version} has scales {tuple(YOLO_SCALES[version])}, got scale={scale!r}')
     return YOLO_SCALES[version][scale]
+
+
+def deprecated_family(arch: Optional[str], version: Optional[str], owner: str) -> str:
+    """The family of a deprecated ``YOLO11*`` alias: ``arch`` (its old name) or ``version``.
+
+    Effective-config dumps of old configs write both (``arch`` given, ``version`` its default).
+
+    Raises:
+        ValueError: both are given and differ.
+    """
+    if arch is not None and version is not None and arch != version:
+        raise ValueError(f'{owner}: arch={arch!r} (the old name of version) and version={version!r} differ')
+    return arch or version or 'yolo11'
+
+
+def reject_auto(owner: str, **args) -> None:
+    """Refuse ``'auto'`` in a module built alone: :class:`~convnextv2_yolo.detectors.YOLODetector` resolves it
+    from the module before (neck ``in_channels`` / ``sppf_c2psa`` from the backbone, head ``in_channels`` from
+    the neck) and only then builds the module.
+
+    Raises:
+        ValueError: an argument is ``'auto'``; the message names it.
+    """
+    auto = [name for name, value in args.items() if isinstance(value, str) and value == 'auto']
+    if auto:
+        raise ValueError(f"{owner}: {', '.join(auto)}='auto' is resolved by YOLODetector from the module before; "
+                         f'built alone, {owner} needs real values')

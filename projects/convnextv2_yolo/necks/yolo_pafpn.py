@@ -8,6 +8,7 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 
 from ..layers import C2PSA, SPPF, Conv, make_csp_layer, resolve_scale, scale_channels, scale_depth
+from ..layers.scaling import deprecated_family, reject_auto
 
 DEFAULT_CSP_BLOCKS = {'yolo11': 2, 'yolov8': 3}
 # The reference's P3/P4/P5 output channels at width 1.0 (its yaml ``head:``).
@@ -83,6 +84,7 @@ class YOLOPAFPN(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         owner = type(self).__name__
+        reject_auto(owner, in_channels=in_channels, sppf_c2psa=sppf_c2psa)
         factors = resolve_scale(version, scale, deepen_factor, widen_factor, max_channels, c3k_all, owner=owner)
         if out_channels is None:
             out_channels = [scale_channels(c, factors.widen_factor, factors.max_channels)
@@ -157,14 +159,28 @@ class YOLO11PAFPN(YOLOPAFPN):
     def __init__(self,
                  in_channels: Sequence[int],
                  out_channels: Sequence[int] = BASE_OUT_CHANNELS,
-                 deepen_factor: float = 1.0,
-                 widen_factor: float = 1.0,
-                 max_channels: int = 1024,
-                 arch: str = 'yolo11',
-                 c3k_all: bool = False,
+                 deepen_factor: Optional[float] = None,
+                 widen_factor: Optional[float] = None,
+                 max_channels: Optional[int] = None,
+                 arch: Optional[str] = None,
+                 c3k_all: Optional[bool] = None,
+                 version: Optional[str] = None,
+                 scale: Optional[str] = None,
                  **kwargs) -> None:
         warnings.warn("'YOLO11PAFPN' is deprecated: use type='YOLOPAFPN' with version= (was arch=) and "
-                      "scale='n'/'s'/'m'/'l'/'x'; its out_channels are real channels", DeprecationWarning,
+                      "scale='n'/'s'/'m'/'l'/'x'; its out_channels are real channels", FutureWarning,
                       stacklevel=2)
-        real = [scale_channels(c, widen_factor, max_channels) for c in out_channels]
-        super().__init__(in_channels, real, version=arch, deepen_factor=deepen_factor, c3k_all=c3k_all, **kwargs)
+        owner = type(self).__name__
+        version = deprecated_family(arch, version, owner)
+        if scale is None:  # the alias's old defaults: width-1.0 channels, full depth
+            deepen_factor = 1.0 if deepen_factor is None else deepen_factor
+            widen_factor = 1.0 if widen_factor is None else widen_factor
+            max_channels = 1024 if max_channels is None else max_channels
+            c3k_all = False if c3k_all is None else c3k_all
+        factors = resolve_scale(version, scale, deepen_factor, widen_factor, max_channels, c3k_all, owner=owner)
+        real = [scale_channels(c, factors.widen_factor, factors.max_channels) for c in out_channels]
+        if scale is not None:
+            super().__init__(in_channels, real, version=version, scale=scale, **kwargs)
+        else:
+            super().__init__(in_channels, real, version=version, deepen_factor=deepen_factor, c3k_all=c3k_all,
+                             **kwargs)

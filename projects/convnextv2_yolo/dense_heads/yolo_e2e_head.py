@@ -82,7 +82,6 @@ class YOLOE2EHead(YOLOHead):
         >>> import torch
         >>> head = YOLOE2EHead(num_classes=80, in_channels=[64, 128, 256],
         ...                    test_cfg=dict(end2end=True, max_per_img=300, score_thr=0.001))
-        >>> head.init_weights()
         >>> head = head.eval()
         >>> feats = [torch.rand(1, c, s, s) for c, s in zip([64, 128, 256], [8, 4, 2])]
         >>> outs = head(feats)

@@ -67,8 +67,16 @@ YOLOV8_YAML = [
     [-1, 1, 'Conv', [512, 3, 2]], [[-1, 9], 1, 'Concat', []], [-1, 3, 'C2f', [1024]],
     [[15, 18, 21], 1, 'Detect', []],
 ]
+# yolo26.yaml: YOLO11's rows but for SPPF [1024, 5, 3, True] (3 poolings, residual, cv1 without
+# activation), C3k2 c3k=True at 13/16/19 and row 22 C3k2(1024, True, 0.5, True) once (attention)
+YOLO26_YAML = copy.deepcopy(YOLO11_YAML)
+YOLO26_YAML[9] = [-1, 1, 'SPPF', [1024, 5, 3, True]]
+for _i in (13, 16, 19):
+    YOLO26_YAML[_i] = [YOLO26_YAML[_i][0], 2, 'C3k2', [YOLO26_YAML[_i][3][0], True]]
+YOLO26_YAML[22] = [-1, 1, 'C3k2', [1024, True, 0.5, True]]
 SCALES = {'yolo11': {'n': (0.5, 0.25, 1024), 's': (0.5, 0.5, 1024)},
-          'yolov8': {'n': (0.33, 0.25, 1024)}}
+          'yolov8': {'n': (0.33, 0.25, 1024)},
+          'yolo26': {'n': (0.5, 0.25, 1024), 's': (0.5, 0.5, 1024)}}
 
 
 class Concat(nn.Module):
@@ -86,12 +94,16 @@ class DFL(nn.Module):
 
 
 class Detect(nn.Module):
-    """Raw outputs per level: cat(box distribution logits, class logits)."""
+    """Raw outputs per level: cat(box distribution logits, class logits); with ``end2end`` (YOLO26:
+    reg_max 1, no DFL) those of the one-to-many branch, then those of the one-to-one copies."""
 
-    def __init__(self, nc, ch, v8):
+    def __init__(self, nc, ch, v8, end2end=False):
         super().__init__()
-        c2, c3 = max(16, ch[0] // 4, 64), max(ch[0], min(nc, 100))
-        self.cv2 = nn.ModuleList(nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 64, 1)) for x in ch)
+        reg_max = 1 if end2end else 16
+        c2, c3 = max(16, ch[0] // 4, 4 * reg_max), max(ch[0], min(nc, 100))
+        self.reg_max = reg_max
+        self.cv2 = nn.ModuleList(
+            nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1)) for x in ch)
         if v8:
             self.cv3 = nn.ModuleList(
                 nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, nc, 1)) for x in ch)
@@ -99,10 +111,15 @@ class Detect(nn.Module):
             self.cv3 = nn.ModuleList(
                 nn.Sequential(nn.Sequential(DWConv(x, x, 3), Conv(x, c3, 1)),
                               nn.Sequential(DWConv(c3, c3, 3), Conv(c3, c3, 1)), nn.Conv2d(c3, nc, 1)) for x in ch)
-        self.dfl = DFL()
+        self.dfl = nn.Identity() if end2end else DFL()
+        if end2end:
+            self.one2one_cv2, self.one2one_cv3 = copy.deepcopy(self.cv2), copy.deepcopy(self.cv3)
 
     def forward(self, xs):
-        return [torch.cat((box(x), cls(x)), 1) for x, box, cls in zip(xs, self.cv2, self.cv3)]
+        out = [torch.cat((box(x), cls(x)), 1) for x, box, cls in zip(xs, self.cv2, self.cv3)]
+        if hasattr(self, 'one2one_cv2'):
+            out += [torch.cat((box(x), cls(x)), 1) for x, box, cls in zip(xs, self.one2one_cv2, self.one2one_cv3)]
+        return out
 
 
 class DetectionModel(nn.Module):
@@ -111,7 +128,7 @@ class DetectionModel(nn.Module):
     def __init__(self, arch, scale, nc=80, activation=None):
         super().__init__()
         depth, width, max_ch = SCALES[arch][scale]
-        yaml = YOLO11_YAML if arch == 'yolo11' else YOLOV8_YAML
+        yaml = {'yolo11': YOLO11_YAML, 'yolov8': YOLOV8_YAML, 'yolo26': YOLO26_YAML}[arch]
         chs, layers, self.froms = [3], [], []
         for f, n, name, args in yaml:
             n = max(round(n * depth), 1) if n > 1 else n
@@ -120,8 +137,8 @@ class DetectionModel(nn.Module):
                 c2 = math.ceil(min(args[0], max_ch) * width / 8) * 8
                 if name == 'Conv':
                     m = Conv(c1, c2, *args[1:])
-                elif name == 'SPPF':
-                    m = SPPF(c1, c2, *args[1:])
+                elif name == 'SPPF':  # the reference's parse_model: SiLU after cv1 for short (legacy) rows only
+                    m = SPPF(c1, c2, *args[1:], cv1_act=len(args) < 3)
                 elif name == 'C2PSA':
                     m = C2PSA(c1, c2, n)
                 elif name == 'C2f':
@@ -134,7 +151,7 @@ class DetectionModel(nn.Module):
             elif name == 'Concat':
                 m, c2 = Concat(), sum(chs[i if i < 0 else i + 1] for i in f)
             else:
-                m, c2 = Detect(nc, [chs[i + 1] for i in f], arch == 'yolov8'), None
+                m, c2 = Detect(nc, [chs[i + 1] for i in f], arch == 'yolov8', arch == 'yolo26'), None
             m.i, m.f, m.type = len(layers), f, name  # recorded on every layer, as the reference does
             layers.append(m)
             self.froms.append(f)
@@ -181,11 +198,13 @@ FAKE_MODULES = {
 }
 
 
-def save_like_reference(model, path, ema=None, modules=None):
+def save_like_reference(model, path, ema=None, modules=None, trainer=False):
     """torch.save a {'model': DetectionModel, 'ema': ...} whose classes live in a fake ``ultralytics``.
 
     ``modules`` ({class: 'module.path'}) puts classes elsewhere than :data:`FAKE_MODULES` /
-    ``ultralytics.nn.modules.block`` (the default for our layer classes)."""
+    ``ultralytics.nn.modules.block`` (the default for our layer classes). ``trainer``: as the
+    reference's trainer saves last.pt / best.pt during training, ``'model': None`` and the network
+    (``model``) under ``'ema'``."""
     where = {**FAKE_MODULES, **(modules or {})}
     fake = {}
     model = copy.deepcopy(model).half()  # the reference saves fp16
@@ -208,6 +227,8 @@ def save_like_reference(model, path, ema=None, modules=None):
             'train_args': {'imgsz': 640, 'save_dir': pathlib.PurePosixPath('runs/detect/train')},
             'train_metrics': {'metrics/mAP50-95(B)': np.float64(0.395)},
             'hooks': {'on_end': model.forward}}  # a bound method: pickled through builtins.getattr
+    if trainer:
+        ckpt.update(model=None, ema=model, updates=1000, epoch=3)
     sys.modules.update(fake)
     try:
         torch.save(ckpt, path)
@@ -710,3 +731,110 @@ def test_unsupported_width_still_refused_clearly(reference_n, tmp_path):
     torch.save(ref.state_dict(), sd)
     with pytest.raises(conv.ConversionError, match=r"fits no yolo11 scale.*bbox_head\.cls_convs\.1\.1\.1\.conv"):
         conv.convert(sd)
+
+
+# ----------------------------------------------------------------------------- YOLO26
+def ours_e2e_raw_outputs(model, x):
+    """Our YOLOE2EHead's outputs as the fake Detect's: one-to-many levels, then one-to-one levels."""
+    cls, box, o2o_cls, o2o_box = model.bbox_head(model.extract_feat(x))
+    return ([torch.cat((b, c), 1) for c, b in zip(cls, box)] + [torch.cat((b, c), 1) for c, b in zip(o2o_cls, o2o_box)])
+
+
+def test_yolo26_reference_tree_matches_reference_size():
+    head = DetectionModel('yolo26', 'n').model[-1]
+    assert sum(p.numel() for p in DetectionModel('yolo26', 'n').parameters()) == 2_572_280
+    assert sum(p.numel() for p in DetectionModel('yolo26', 's').parameters()) == 10_009_784
+    assert sum(p.numel() for n, p in head.named_parameters() if n.startswith('one2one_')) == 154_828
+
+
+@pytest.mark.parametrize('form', ['trainer', 'state_dict'])
+def test_convert_yolo26_same_outputs(tmp_path, form):
+    """A YOLO26 trainer file (network under 'ema', 'model': None) or plain state dict converts to our
+    yolo26 config's model (both branches); the trainer file is verified, the state dict is not."""
+    ref = randomize(DetectionModel('yolo26', 's'), seed=5)
+    src, dst = str(tmp_path / 'yolo26s.pt'), str(tmp_path / 'yolo26s.pth')
+    if form == 'trainer':
+        save_like_reference(ref, src, trainer=True)
+    else:
+        torch.save(ref.state_dict(), src)
+    out = conv.convert(src, dst)
+    meta = out['meta']
+    assert (meta['arch'], meta['scale'], meta['num_classes']) == ('yolo26', 's', 80)
+    assert meta['config'] == 'configs/yolo26/yolo26_s_8xb16-500e_coco.py'
+    assert meta['architecture_verified'] is (form == 'trainer')
+    if form == 'trainer':
+        assert meta['source_entry'] == 'ema'
+    assert not any('dfl' in k for k in out['state_dict'])
+    assert out['state_dict']['bbox_head.one2one_cls_convs.2.2.bias'].shape == (80, )
+    ours = build_ours('yolo26', 's')
+    ours.load_state_dict(torch.load(dst, weights_only=True)['state_dict'], strict=True)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected, got = ref(x), ours_e2e_raw_outputs(ours, x)
+    assert len(got) == len(expected) == 6
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-3)
+
+
+def test_yolo26_key_mapping():
+    ours = build_ours('yolo26', 'n')
+    for key in ours.state_dict():
+        assert conv.map_key(conv.reference_key(key, 'yolo26'), 'yolo26') == key
+    assert conv.map_key('model.23.one2one_cv3.2.2.bias', 'yolo26') == 'bbox_head.one2one_cls_convs.2.2.bias'
+    assert conv.map_key('model.23.one2one_cv2.0.1.bn.weight', 'yolo26') == 'bbox_head.one2one_reg_convs.0.1.bn.weight'
+    assert conv.map_key('model.22.m.0.1.attn.qkv.conv.weight', 'yolo26') == (
+        'neck.bottom_up_layers.1.m.0.1.attn.qkv.conv.weight')
+    assert conv.detect_arch(DetectionModel('yolo26', 'n').state_dict()) == 'yolo26'
+    assert conv.detect_arch(DetectionModel('yolo11', 'n').state_dict()) == 'yolo11'
+
+
+def _yolo11_sppf(model):
+    """YOLO11's SPPF behaviour in a YOLO26 file: SiLU after cv1, no residual (same keys and shapes)."""
+    model.model[9].cv1.act = nn.SiLU()
+    model.model[9].add = False
+    return model
+
+
+def _c3k_at_22(model):
+    old = model.model[22]
+    new = C3k2(old.cv1.conv.in_channels, old.cv2.conv.out_channels, 1, True, 0.5)
+    new.i, new.f, new.type = old.i, old.f, old.type
+    model.model[22] = new
+    return model
+
+
+@pytest.mark.parametrize('mutate,expected', [
+    (_yolo11_sppf, 'model.9.add: False, expected True; model.9.cv1.act: SiLU, expected Identity'),
+    (_set('model.9.n', 4), 'model.9.n: 4, expected 3'),
+    (_c3k_at_22, 'model.22.m.0: C3k, expected Sequential'),
+    (_set('model.23.one2one_cv3.1.0.0.bn.eps', 1e-5), 'model.23.one2one_cv3.1.0.0.bn.eps: 1e-05, expected 0.001'),
+], ids=['sppf_of_yolo11', 'sppf_4_poolings', 'c3k_instead_of_attention', 'o2o_bn_eps'])
+def test_yolo26_architecture_mismatch_refused(tmp_path, mutate, expected):
+    src = str(tmp_path / 'changed.pt')
+    save_like_reference(mutate(DetectionModel('yolo26', 'n')), src, trainer=True)
+    with pytest.raises(conv.ArchitectureError) as e:
+        conv.convert(src, scale='n')
+    assert expected in str(e.value), str(e.value)
+    assert 'configs/yolo26/yolo26_n_8xb16-500e_coco.py' in str(e.value)
+
+
+def test_yolo26_and_yolo11_told_apart(tmp_path):
+    src26, sd26, src11 = str(tmp_path / 'y26.pt'), str(tmp_path / 'y26.pth'), str(tmp_path / 'y11.pt')
+    save_like_reference(DetectionModel('yolo26', 'n'), src26, trainer=True)
+    torch.save(DetectionModel('yolo26', 'n').state_dict(), sd26)
+    save_like_reference(DetectionModel('yolo11', 'n'), src11)
+    with pytest.raises(conv.ArchitectureError, match='holds a YOLO26 model .*not yolo11'):
+        conv.convert(src26, arch='yolo11')
+    with pytest.raises(conv.ConversionError, match="Detect sub-module 'one2one_cv2' is not part of yolo11"):
+        conv.convert(sd26, arch='yolo11', check=False)
+    with pytest.raises(conv.ArchitectureError, match='holds a YOLO11 model .*not yolo26'):
+        conv.convert(src11, arch='yolo26')
+    assert conv.convert(src11)['meta']['arch'] == 'yolo11'
+
+
+def test_yolo26_unsupported_still_refused(tmp_path):
+    src = str(tmp_path / 'extra.pt')
+    save_like_reference(_extra_layer(DetectionModel('yolo26', 'n')), src, trainer=True)
+    with pytest.raises(conv.ArchitectureError, match=r'^unsupported architecture: 25 layers .*YOLO11, YOLO26 and '
+                       'YOLOv8 detection models only'):
+        conv.convert(src)

@@ -1,4 +1,4 @@
-"""The native CSP-Darknet backbone of YOLO11 and YOLOv8."""
+"""The native CSP-Darknet backbone of YOLO11, YOLO26 and YOLOv8."""
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
@@ -8,7 +8,8 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import C2PSA, SPPF, Conv, make_csp_layer, resolve_scale, scale_channels, scale_depth
+from ..layers import (C2PSA, C2PSA_VERSIONS, SPPF, SPPF_SETTINGS, Conv, make_csp_layer, resolve_scale, scale_channels,
+                      scale_depth)
 from ..layers.scaling import deprecated_family
 
 # Per family and stage: downsample-conv channels, CSP-layer channels, CSP
@@ -21,14 +22,18 @@ STAGE_SETTINGS = {
     'yolov8': [(128, 128, 3, False, 0.5), (256, 256, 6, False, 0.5),
                (512, 512, 6, False, 0.5), (1024, 1024, 3, False, 0.5)],
 }
+# YOLO26's stages are YOLO11's (ultralytics/cfg/models/26/yolo26.yaml, layers 0-8)
+STAGE_SETTINGS['yolo26'] = STAGE_SETTINGS['yolo11']
+
 STEM_CHANNELS = 64
 C2PSA_BLOCKS = 2
 
 
 @MODELS.register_module()
 class YOLOCSPDarknet(BaseModule):
-    """CSP-Darknet backbone of YOLO11 (C3k2 blocks, SPPF + C2PSA at P5) and of
-    YOLOv8 (C2f blocks, SPPF at P5).
+    """CSP-Darknet backbone of YOLO11 (C3k2 blocks, SPPF + C2PSA at P5), of
+    YOLO26 (YOLO11's, with a residual SPPF whose ``cv1`` has no activation)
+    and of YOLOv8 (C2f blocks, SPPF at P5).
 
     Layout (channels at width 1.0, yolo11): ``stem`` Conv(64, 3, s2) ->
     ``stage1`` [Conv(128, 3, s2), C3k2(256, e=0.25)] -> ``stage2`` [Conv(256,
@@ -43,7 +48,9 @@ class YOLOCSPDarknet(BaseModule):
     one) or explicit factors for a custom size; not both.
 
     Args:
-        version (str): Family: 'yolo11' (C3k2 + C2PSA) or 'yolov8' (C2f).
+        version (str): Family: 'yolo11' (C3k2 + C2PSA), 'yolo26' (as
+            yolo11, with ``SPPF(k=5, n=3, shortcut=True, cv1_act=False)``,
+            ultralytics/cfg/models/26/yolo26.yaml) or 'yolov8' (C2f).
             Defaults to 'yolo11'.
         scale (str, optional): 'n', 's', 'm', 'l' or 'x'. Defaults to None
             (explicit factors, each defaulting to the width-1.0 layout).
@@ -119,8 +126,8 @@ class YOLOCSPDarknet(BaseModule):
                                shortcut=True, c3k=c3k or factors.c3k_all, e=e)
             ]
             if i == last:
-                stage.append(SPPF(csp_c, csp_c, 5))
-                if version == 'yolo11':
+                stage.append(SPPF(csp_c, csp_c, **SPPF_SETTINGS[version]))
+                if version in C2PSA_VERSIONS:
                     stage.append(C2PSA(csp_c, csp_c, scale_depth(C2PSA_BLOCKS, factors.deepen_factor)))
             name = f'stage{i + 1}'
             self.add_module(name, nn.Sequential(*stage))

@@ -1,4 +1,4 @@
-"""Checkpoint converters: the reference's (Ultralytics) YOLO11 / YOLOv8 checkpoints to ours.
+"""Checkpoint converters: the reference's (Ultralytics) YOLO11 / YOLO26 / YOLOv8 checkpoints to ours.
 
 One module per job: :mod:`.restricted_unpickler` (reading pickled files
 without running them), :mod:`.ultralytics_checkpoint` (their weights and

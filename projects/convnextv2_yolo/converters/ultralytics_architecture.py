@@ -3,21 +3,25 @@
 Weights alone do not fix the computation: a pickled model also records its
 module classes and settings, and those are checked before any key mapping:
 
-1. the top-level layer classes must be YOLO11's or YOLOv8's sequence, each
+1. the top-level layer classes must be YOLO11's (YOLO26: the same, with a
+   Detect layer that has one-to-one branches) or YOLOv8's sequence, each
    class of its ``ultralytics.nn.modules.<file>`` (a YOLO12 file, RT-DETR,
    another task, an extra layer, a renamed or forked block: ``unsupported
    architecture: <what was found>``);
 2. the reference tree is walked in parallel with our model (by the shared
    child names) comparing classes (activations, C3k vs Bottleneck = ``c3k``,
-   containers interchangeable, Detect = our YOLOHead), hooks / replaced
+   containers interchangeable, Detect = our YOLOHead / YOLOE2EHead; YOLO26's
+   SPPF cv1 without activation and C3k2 attention blocks are classes too),
+   hooks / replaced
    ``forward``, the layers' inputs ``f``, the yaml's ``activation`` and a
    whitelist of attributes: conv/pool geometry (kernel_size, stride,
    padding, dilation, padding_mode, output_padding, transposed, ceil_mode,
    return_indices), BatchNorm eps/affine/track_running_stats, Upsample
    scale_factor/mode/align_corners/size/recompute_scale_factor, residual
-   ``add``, ``reg_max`` / DFL ``c1``, Detect ``stride``; after the shapes:
-   groups, num_heads, head_dim, key_dim, scale, ``c``, Detect ``nc``; and the
-   reference-only SPPF ``n`` (3) / ``add`` (False) and Concat ``d`` (1). Only
+   ``add`` (Bottleneck / PSABlock / SPPF), ``reg_max`` / DFL ``c1``, Detect
+   ``stride``; after the shapes: groups, num_heads, head_dim, key_dim, scale,
+   ``c``, Detect ``nc``; and SPPF ``n`` (ours, 3 where absent) and the
+   reference-only Concat ``d`` (1). Only
    attributes present on both sides are compared (BatchNorm momentum and
    ``inplace`` are not: they do not change the converted model's outputs).
    All differences are reported in one ``architecture mismatch at ...``.
@@ -31,9 +35,9 @@ import torch
 
 from .errors import ArchitectureError
 from .ultralytics_keys import LAYER_MAPS
-from .ultralytics_layers import (ARCH_LABELS, ATTR_RENAMES, CHILD_RENAMES, DEFAULT_ACTIVATION, LAYER_INPUTS,
-                                 LAYER_SEQUENCES, REFERENCE_ONLY_ATTRS, SIZE_ATTRS, STRUCTURE_ATTRS, UPSAMPLE_MODULE,
-                                 Mismatch, check_layer_sequence, class_mismatch, expected_reference_class,
+from .ultralytics_layers import (ARCH_LABELS, ATTR_RENAMES, CHILD_RENAMES, DEFAULT_ACTIVATION, REFERENCE_ONLY_ATTRS,
+                                 SIZE_ATTRS, STRUCTURE_ATTRS, UPSAMPLE_MODULE, Mismatch, check_layer_sequence,
+                                 class_mismatch, expected_reference_class, layer_inputs, layer_sequence,
                                  pickled_class_name, reference_layers, same_class, short_class_name)
 
 
@@ -191,7 +195,7 @@ def yaml_mismatches(yaml: Any) -> List[Mismatch]:
 def our_layer_modules(arch: str) -> Dict[int, Optional[str]]:
     """Reference layer index -> our module (None for Concat layers)."""
     out: Dict[int, Optional[str]] = {}
-    for index, short in enumerate(LAYER_SEQUENCES[arch]):
+    for index, short in enumerate(layer_sequence(arch)):
         out[index] = {'Upsample': UPSAMPLE_MODULE, 'Concat': None}.get(short, LAYER_MAPS[arch].get(index))
     return out
 
@@ -201,7 +205,7 @@ def input_mismatches(layer: Any, index: int, arch: str) -> List[Mismatch]:
     reference yaml's wiring, which our neck implements."""
     if 'f' not in vars(layer):
         return []
-    expected = LAYER_INPUTS[arch].get(index, -1)
+    expected = layer_inputs(arch).get(index, -1)
     if same_value(vars(layer)['f'], expected):
         return []
     return [Mismatch(f'model.{index}.f', _show(vars(layer)['f']), _show(expected))]

@@ -1,10 +1,11 @@
-"""Key mapping of the reference's (Ultralytics) YOLO11 / YOLOv8 checkpoints to our modules.
+"""Key mapping of the reference's (Ultralytics) YOLO11 / YOLO26 / YOLOv8 checkpoints to our modules.
 
 Reference layer index -> our module; inside a layer the names are identical, e.g.
 ``model.6.m.0.m.1.cv2.bn.weight`` -> ``backbone.stage3.1.m.0.m.1.cv2.bn.weight``:
 
 =========================  =======  =======
 ours                       yolo11   yolov8
+                           yolo26
 =========================  =======  =======
 backbone.stem              0        0
 backbone.stage1.0 / .1     1 / 2    1 / 2
@@ -25,7 +26,10 @@ bbox_head                  23       22
 (layers 11, 12, 14, 15, 18, 21 of yolo11 and 10, 11, 13, 14, 17, 20 of
 yolov8 are Upsample / Concat, without weights). Inside the Detect layer:
 ``cv2.{i}`` -> ``reg_convs.{i}``, ``cv3.{i}`` -> ``cls_convs.{i}``,
-``dfl.conv.weight`` -> ``dfl.conv.weight``.
+``dfl.conv.weight`` -> ``dfl.conv.weight``; YOLO26 (its layers are YOLO11's)
+has no DFL weights and its one-to-one branches: ``one2one_cv2.{i}`` ->
+``one2one_reg_convs.{i}``, ``one2one_cv3.{i}`` -> ``one2one_cls_convs.{i}``
+(our :class:`YOLOE2EHead`).
 """
 import re
 from collections import OrderedDict
@@ -36,7 +40,7 @@ import torch
 from .errors import ConversionError
 
 SCALES = ('n', 's', 'm', 'l', 'x')
-ARCHS = ('yolo11', 'yolov8')
+ARCHS = ('yolo11', 'yolov8', 'yolo26')
 
 # Reference layer index -> our module name.
 LAYER_MAPS: Dict[str, Dict[int, str]] = {
@@ -65,16 +69,23 @@ LAYER_MAPS: Dict[str, Dict[int, str]] = {
         22: 'bbox_head',
     },
 }
-HEAD_INDEX = {'yolo11': 23, 'yolov8': 22}
+LAYER_MAPS['yolo26'] = LAYER_MAPS['yolo11']  # yolo26.yaml has YOLO11's layers (other blocks inside)
+HEAD_INDEX = {'yolo11': 23, 'yolov8': 22, 'yolo26': 23}
 HEAD_RENAMES = {'cv2': 'reg_convs', 'cv3': 'cls_convs', 'dfl': 'dfl'}
+# YOLO26's Detect: the one-to-one copies of cv2 / cv3 (its dfl is an Identity, without weights)
+E2E_HEAD_RENAMES = {**HEAD_RENAMES, 'one2one_cv2': 'one2one_reg_convs', 'one2one_cv3': 'one2one_cls_convs'}
+HEAD_RENAMES_BY_ARCH = {'yolo11': HEAD_RENAMES, 'yolov8': HEAD_RENAMES, 'yolo26': E2E_HEAD_RENAMES}
 _KEY_RE = re.compile(r'^model\.(\d+)\.(.+)$')
 
 
 def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
     """'yolo11' when the reference layers include C2PSA (index 10) and a
-    Detect layer at index 23, 'yolov8' for Detect at index 22."""
+    Detect layer at index 23, 'yolo26' when that Detect layer also has
+    one-to-one branches (``one2one_cv3``), 'yolov8' for Detect at index 22."""
     heads = {int(m.group(1)) for k in state_dict if (m := _KEY_RE.match(k)) and m.group(2).startswith('cv3.')}
     if heads == {23} and any(k.startswith('model.10.m.0.attn.') for k in state_dict):
+        if any(k.startswith('model.23.one2one_cv3.') for k in state_dict):
+            return 'yolo26'
         return 'yolo11'
     if heads == {22}:
         return 'yolov8'
@@ -94,10 +105,11 @@ def map_key(key: str, arch: str) -> str:
         raise ConversionError(f"unexpected key '{key}': layer {index} of {arch} has no weights")
     if index == HEAD_INDEX[arch]:
         first, _, tail = rest.partition('.')
-        if first not in HEAD_RENAMES:
+        renames = HEAD_RENAMES_BY_ARCH[arch]
+        if first not in renames:
             raise ConversionError(f"unexpected key '{key}': Detect sub-module '{first}' is not part of "
-                                  f'{arch} (expected {sorted(HEAD_RENAMES)})')
-        rest = f'{HEAD_RENAMES[first]}.{tail}'
+                                  f'{arch} (expected {sorted(renames)})')
+        rest = f'{renames[first]}.{tail}'
     return f'{layers[index]}.{rest}'
 
 
@@ -108,7 +120,7 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor],
     Args:
         state_dict (Mapping[str, Tensor]): Reference names
             (``model.<i>.<...>``).
-        arch (str, optional): 'yolo11' or 'yolov8'; detected when None.
+        arch (str, optional): 'yolo11', 'yolov8' or 'yolo26'; detected when None.
     """
     arch = arch or detect_arch(state_dict)
     if arch not in ARCHS:
@@ -123,7 +135,7 @@ def reference_key(key: str, arch: str) -> str:
             rest = key[len(prefix) + 1:]
             if index == HEAD_INDEX[arch]:
                 first, _, tail = rest.partition('.')
-                inverse = {v: k for k, v in HEAD_RENAMES.items()}
+                inverse = {v: k for k, v in HEAD_RENAMES_BY_ARCH[arch].items()}
                 rest = f'{inverse.get(first, first)}.{tail}'
             return f'model.{index}.{rest}'
     raise KeyError(key)

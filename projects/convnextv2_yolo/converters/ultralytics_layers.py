@@ -1,6 +1,7 @@
 """Classes and layer sequence of a pickled reference (Ultralytics) model.
 
-The top-level layer classes must be YOLO11's or YOLOv8's sequence, each class
+The top-level layer classes must be YOLO11's (YOLO26's are the same; its Detect
+layer has one-to-one branches) or YOLOv8's sequence, each class
 of its ``ultralytics.nn.modules.<file>`` (a YOLO12 file, RT-DETR, another
 task, an extra layer, a renamed or forked block: ``unsupported architecture:
 <what was found>``). Also the tables the module-tree comparison
@@ -14,9 +15,9 @@ import torch
 
 from .errors import ArchitectureError
 from .restricted_unpickler import InertObject
-from .ultralytics_keys import HEAD_RENAMES
+from .ultralytics_keys import E2E_HEAD_RENAMES
 
-ARCH_LABELS = {'yolo11': 'YOLO11', 'yolov8': 'YOLOv8'}
+ARCH_LABELS = {'yolo11': 'YOLO11', 'yolov8': 'YOLOv8', 'yolo26': 'YOLO26'}
 DETECTION_MODEL = 'ultralytics.nn.tasks.DetectionModel'
 REFERENCE_PACKAGE = 'ultralytics.nn.modules'
 # The reference classes of YOLO11 / YOLOv8 and their file in the package
@@ -44,12 +45,17 @@ LAYER_INPUTS: Dict[str, Dict[int, List[int]]] = {
     'yolo11': {12: [-1, 6], 15: [-1, 4], 18: [-1, 13], 21: [-1, 10], 23: [16, 19, 22]},
     'yolov8': {11: [-1, 6], 14: [-1, 4], 17: [-1, 12], 20: [-1, 9], 22: [15, 18, 21]},
 }
+# Families whose layer classes and wiring are another's (yolo26.yaml: YOLO11's layers, other
+# settings inside; told apart by the Detect layer's one-to-one branches, see check_layer_sequence).
+SAME_LAYERS = {'yolo26': 'yolo11'}
+E2E_ARCHS = {'yolo11': 'yolo26'}  # a Detect with one2one_cv2 / one2one_cv3 turns the first into the second
 UPSAMPLE_MODULE = 'neck.upsample'  # our one Upsample, used for both reference Upsample layers
-OUR_CLASS_RENAMES = {'YOLOHead': 'Detect', 'YOLO11Head': 'Detect'}
+OUR_CLASS_RENAMES = {'YOLOHead': 'Detect', 'YOLO11Head': 'Detect', 'YOLOE2EHead': 'Detect'}
 # Sub-module renames inside a reference class (reference -> ours). Our
 # children outside the table (the head's losses) have no reference
-# counterpart and are not compared.
-CHILD_RENAMES = {'Detect': HEAD_RENAMES}
+# counterpart and are not compared. The Detect table includes YOLO26's
+# one-to-one branches (absent on both sides for YOLO11 / YOLOv8).
+CHILD_RENAMES = {'Detect': E2E_HEAD_RENAMES}
 # Attributes compared where both modules have them (the whitelist). They
 # change the computation while names and shapes stay the same.
 #   Conv2d / MaxPool2d geometry, BatchNorm2d eps/affine/running stats,
@@ -67,9 +73,10 @@ ATTR_RENAMES = {
     'Detect': {'stride': ('featmap_strides', False), 'nc': ('num_classes', True)},
     'DFL': {'c1': ('reg_max', False)},
 }
-# Reference attributes without a counterpart here, and the value that our
-# computation corresponds to (newer SPPF: ``n`` poolings, optional residual).
-REFERENCE_ONLY_ATTRS = {'SPPF': {'n': 3, 'add': False}, 'Concat': {'d': 1}}
+# Reference attributes, and the value that our computation corresponds to when our
+# module lacks them (SPPF ``n`` poolings: ours has it; its residual ``add`` is a
+# structure attribute).
+REFERENCE_ONLY_ATTRS = {'SPPF': {'n': 3}, 'Concat': {'d': 1}}
 # The model-wide activation of the reference's yaml (absent: SiLU).
 DEFAULT_ACTIVATION = re.compile(r'^((torch\.)?nn\.)?SiLU(\(.*\))?$')
 _CLASS_HINTS = {('C3k', 'Bottleneck'): 'a C3k2 built with c3k=True where our config has c3k=False',
@@ -235,6 +242,13 @@ def describe_layer_sequence(names: List[str]) -> str:
     return '; '.join(parts)
 
 
+def _has_one2one(layer: Any) -> bool:
+    """Whether a (Detect) layer stand-in has the one-to-one branches of an end-to-end head."""
+    children = vars(layer).get('_modules') if hasattr(layer, '__dict__') else None
+    return isinstance(children, Mapping) and any(
+        children.get(name) is not None for name in ('one2one_cv2', 'one2one_cv3'))
+
+
 def check_layer_sequence(reference: Any) -> str:
     """The architecture of a pickled reference model, from its layer classes.
 
@@ -242,17 +256,32 @@ def check_layer_sequence(reference: Any) -> str:
         reference: The unpickled (stand-in) model of a reference file.
 
     Returns:
-        str: 'yolo11' or 'yolov8'.
+        str: 'yolo11', 'yolov8', or 'yolo26' (YOLO11's layer classes with a
+        Detect layer that has one-to-one branches, ``one2one_cv2`` /
+        ``one2one_cv3``, as ``yolo26.yaml`` builds it).
 
     Raises:
         ArchitectureError: ``unsupported architecture: ...`` naming the layer
-            classes that are not part of YOLO11 / YOLOv8 and where they are,
-            or the layer count, or the first layer out of sequence.
+            classes that are not part of YOLO11 / YOLO26 / YOLOv8 and where
+            they are, or the layer count, or the first layer out of sequence.
     """
-    names = [pickled_class_name(layer) for layer in reference_layers(reference)]
+    layers = reference_layers(reference)
+    names = [pickled_class_name(layer) for layer in layers]
     for arch, sequence in LAYER_SEQUENCES.items():
         if len(names) == len(sequence) and all(
                 same_class(n, reference_class_name(s)) for n, s in zip(names, sequence)):
+            if arch in E2E_ARCHS and _has_one2one(layers[-1]):
+                return E2E_ARCHS[arch]
             return arch
     raise ArchitectureError(f'unsupported architecture: {describe_layer_sequence(names)}; the converter '
-                            'reads YOLO11 and YOLOv8 detection models only')
+                            'reads YOLO11, YOLO26 and YOLOv8 detection models only')
+
+
+def layer_sequence(arch: str) -> Tuple[str, ...]:
+    """The top-level layer classes of ``arch`` (YOLO26's are YOLO11's)."""
+    return LAYER_SEQUENCES[SAME_LAYERS.get(arch, arch)]
+
+
+def layer_inputs(arch: str) -> Dict[int, List[int]]:
+    """The layers' inputs ``f`` of ``arch`` where not -1 (YOLO26's are YOLO11's)."""
+    return LAYER_INPUTS[SAME_LAYERS.get(arch, arch)]

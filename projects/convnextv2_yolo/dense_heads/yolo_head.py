@@ -67,7 +67,8 @@ class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
             called with ``reduction_override='sum'`` (mmdet's sigmoid
             ``CrossEntropyLoss`` gives the same values, slower).
         loss_bbox (dict): Box loss on positives (stride units).
-        loss_dfl (dict): DFL loss on positives' bin logits.
+        loss_dfl (dict, optional): DFL loss on positives' bin logits (None:
+            not built, for heads without DFL).
         bbox_coder (dict): Distance coder. Defaults to ``DFLBBoxCoder``.
         degenerate_log_interval (int): Every this many loss calls, log how
             many degenerate GT boxes (zero width/height) were dropped.
@@ -117,11 +118,12 @@ class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
             nn.Sequential(Conv(c, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1))
             for c in self.in_channels)
         self.cls_convs = nn.ModuleList(self._cls_branch(c, c3) for c in self.in_channels)
-        self.dfl = DFL(reg_max)
+        # no DFL without bins (reg_max=1: the box convs predict the distances), as the reference's Detect
+        self.dfl = DFL(reg_max) if reg_max > 1 else nn.Identity()
 
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
-        self.loss_dfl = MODELS.build(loss_dfl)
+        self.loss_dfl = MODELS.build(loss_dfl) if loss_dfl is not None else None
         bbox_coder = dict(bbox_coder)
         bbox_coder.setdefault('reg_max', reg_max)
         self.bbox_coder = TASK_UTILS.build(bbox_coder)
@@ -148,7 +150,8 @@ class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
         for reg, cls, stride in zip(self.reg_convs, self.cls_convs, self.featmap_strides):
             nn.init.constant_(reg[-1].bias, 1.0)
             nn.init.constant_(cls[-1].bias, math.log(5 / self.num_classes / (640 / stride)**2))
-        self.dfl.reset_bins()
+        if isinstance(self.dfl, DFL):
+            self.dfl.reset_bins()
 
     def forward(self, x: Tuple[Tensor, ...]) -> Tuple[List[Tensor], List[Tensor]]:
         """Per-level class logits (B, C, H, W) and DFL logits (B, 4R, H, W)."""

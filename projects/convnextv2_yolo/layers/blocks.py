@@ -1,4 +1,4 @@
-"""YOLOv8 / YOLO11 building blocks: Bottleneck, C2f, C3k, C3k2, SPPF, C2PSA.
+"""YOLOv8 / YOLO11 / YOLO26 building blocks: Bottleneck, C2f, C3k, C3k2, SPPF, C2PSA.
 
 The computation and the sub-module names (``cv1``, ``cv2``, ``cv3``, ``m``,
 ``qkv``, ``proj``, ``pe``, ``attn``, ``ffn``) follow the reference
@@ -125,7 +125,19 @@ class C3k(C3):
 
 
 class C3k2(C2f):
-    """YOLO11's C2f variant whose blocks are C3k (``c3k=True``) or Bottleneck.
+    """YOLO11's C2f variant whose blocks are C3k (``c3k=True``) or Bottleneck;
+    YOLO26 adds attention blocks (``attn=True``).
+
+    Follows ``C3k2`` of ultralytics/nn/modules/block.py (8.4), including its
+    argument order ``(c1, c2, n, c3k, e, attn, g, shortcut)``. Each of the
+    ``n`` blocks of ``m`` maps ``(B, c, H, W)`` to ``(B, c, H, W)`` with
+    ``c = int(c2 * e)``; the first matching case applies:
+
+    * ``attn``: ``Sequential(Bottleneck(c, c, shortcut, g),
+      PSABlock(c, attn_ratio=0.5, num_heads=max(c // 64, 1)))`` (``attn``
+      takes precedence over ``c3k``);
+    * ``c3k``: ``C3k(c, c, 2, shortcut, g)``;
+    * else ``Bottleneck(c, c, shortcut, g)`` (3x3, 3x3, e=0.5).
 
     Args:
         c1 (int): Input channels.
@@ -134,42 +146,71 @@ class C3k2(C2f):
         c3k (bool): Use two-Bottleneck C3k blocks instead of single
             Bottlenecks. Defaults to False.
         e (float): Hidden channels as a fraction of ``c2``. Defaults to 0.5.
+        attn (bool): Bottleneck + PSABlock blocks (YOLO26's last neck
+            layer). Defaults to False.
         g (int): Groups. Defaults to 1.
         shortcut (bool): Residuals inside the blocks. Defaults to True.
     """
 
     def __init__(self, c1: int, c2: int, n: int = 1, c3k: bool = False,
-                 e: float = 0.5, g: int = 1, shortcut: bool = True) -> None:
+                 e: float = 0.5, attn: bool = False, g: int = 1,
+                 shortcut: bool = True) -> None:
         self.use_c3k = c3k
+        self.use_attn = attn
         super().__init__(c1, c2, n, shortcut, g, e)
 
     def _make_block(self, shortcut: bool, g: int) -> nn.Module:
+        if self.use_attn:
+            return nn.Sequential(
+                Bottleneck(self.c, self.c, shortcut, g),
+                PSABlock(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1)))
         if self.use_c3k:
             return C3k(self.c, self.c, 2, shortcut, g)
         return Bottleneck(self.c, self.c, shortcut, g)
 
 
 class SPPF(nn.Module):
-    """Spatial pyramid pooling (fast): three chained ``k x k`` max-pools.
+    """Spatial pyramid pooling (fast): ``n`` chained ``k x k`` max-pools.
+
+    Follows ``SPPF`` of ultralytics/nn/modules/block.py (8.4):
+    ``cv1`` (1x1, ``c1 -> c1 // 2``), then ``n`` max-pools (stride 1, same
+    size), ``cv2`` (1x1) on the ``n + 1`` maps concatenated, plus the input
+    when ``shortcut`` and ``c1 == c2``. (B, c1, H, W) -> (B, c2, H, W).
+
+    YOLO11 / YOLOv8 use the defaults (3 poolings, no residual, SiLU after
+    ``cv1``); YOLO26 uses ``n=3, shortcut=True, cv1_act=False`` (its yaml
+    row ``SPPF(1024, 5, 3, True)`` keeps the reference's unactivated
+    ``cv1``). The parameters and their names are the same in both.
 
     Args:
         c1 (int): Input channels.
         c2 (int): Output channels.
         k (int): Pooling kernel size. Defaults to 5.
+        n (int): Number of chained poolings. Defaults to 3.
+        shortcut (bool): Add the input to the output (only when
+            ``c1 == c2``). Defaults to False.
+        cv1_act (bool): SiLU after ``cv1`` (False: BatchNorm only).
+            Defaults to True.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 5) -> None:
+    def __init__(self, c1: int, c2: int, k: int = 5, n: int = 3, shortcut: bool = False,
+                 cv1_act: bool = True) -> None:
         super().__init__()
+        if n < 1:
+            raise ValueError(f'SPPF: n (poolings) must be >= 1, got {n}')
         hidden = c1 // 2
-        self.cv1 = Conv(c1, hidden, 1, 1)
-        self.cv2 = Conv(hidden * 4, c2, 1, 1)
+        self.cv1 = Conv(c1, hidden, 1, 1, act=cv1_act)
+        self.cv2 = Conv(hidden * (n + 1), c2, 1, 1)
         self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+        self.n = n
+        self.add = shortcut and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pyramid = [self.cv1(x)]
-        for _ in range(3):
+        for _ in range(self.n):
             pyramid.append(self.m(pyramid[-1]))
-        return self.cv2(torch.cat(pyramid, 1))
+        y = self.cv2(torch.cat(pyramid, 1))
+        return x + y if self.add else y
 
 
 class Attention(nn.Module):
@@ -265,25 +306,38 @@ class C2PSA(nn.Module):
         return self.cv2(torch.cat((a, self.m(b)), 1))
 
 
-YOLO_VERSIONS = ('yolo11', 'yolov8')
+YOLO_VERSIONS = ('yolo11', 'yolov8', 'yolo26')
 YOLO_ARCHS = YOLO_VERSIONS  # deprecated name (the family is ``version``; ``arch`` is a size elsewhere)
+# The SPPF of a family (k, n poolings, residual, SiLU after cv1). YOLO26's row
+# SPPF(1024, 5, 3, True) has a residual and leaves cv1 unactivated (nn/tasks.py
+# ``parse_model`` restores cv1's SiLU only for the short rows of YOLO11 / YOLOv8).
+SPPF_SETTINGS = {
+    'yolo11': dict(k=5, n=3, shortcut=False, cv1_act=True),
+    'yolov8': dict(k=5, n=3, shortcut=False, cv1_act=True),
+    'yolo26': dict(k=5, n=3, shortcut=True, cv1_act=False),
+}
+# Families whose P5 ends with C2PSA after the SPPF
+C2PSA_VERSIONS = ('yolo11', 'yolo26')
 
 
 def make_csp_layer(version: str, c1: int, c2: int, n: int, shortcut: bool = True,
-                   c3k: bool = False, e: float = 0.5) -> nn.Module:
-    """The CSP layer of a family: C3k2 for 'yolo11', C2f for 'yolov8'.
+                   c3k: bool = False, e: float = 0.5, attn: bool = False) -> nn.Module:
+    """The CSP layer of a family: C3k2 for 'yolo11' / 'yolo26', C2f for 'yolov8'.
 
     Args:
-        version (str): 'yolo11' or 'yolov8'.
+        version (str): 'yolo11', 'yolo26' or 'yolov8'.
         c1 (int): Input channels.
         c2 (int): Output channels.
         n (int): Number of blocks (already depth-scaled).
         shortcut (bool): Residuals inside the blocks. Defaults to True.
-        c3k (bool): C3k blocks (yolo11 only). Defaults to False.
+        c3k (bool): C3k blocks (C3k2 only). Defaults to False.
         e (float): Hidden channel ratio. Defaults to 0.5.
+        attn (bool): Bottleneck + PSABlock blocks (C3k2 only). Defaults to False.
     """
-    if version == 'yolo11':
-        return C3k2(c1, c2, n, c3k=c3k, e=e, shortcut=shortcut)
+    if version in ('yolo11', 'yolo26'):
+        return C3k2(c1, c2, n, c3k=c3k, e=e, attn=attn, shortcut=shortcut)
     if version == 'yolov8':
+        if attn:
+            raise ValueError('make_csp_layer: yolov8 (C2f) has no attention blocks')
         return C2f(c1, c2, n, shortcut=shortcut, e=e)
     raise ValueError(f'version must be one of {YOLO_VERSIONS}, got {version!r}')

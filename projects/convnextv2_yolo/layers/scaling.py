@@ -43,17 +43,18 @@ class YOLOScale(NamedTuple):
 
 
 # The reference's ``scales:`` rows [depth, width, max_channels]
-# (ultralytics/cfg/models/11/yolo11.yaml, v8/yolov8.yaml) and its C3k choice
-# (nn/tasks.py ``parse_model``: C3k2 gets c3k=True at scales m, l, x). A
-# family is added with its rows here and its layer plan in the backbone and neck.
+# (ultralytics/cfg/models/11/yolo11.yaml, 26/yolo26.yaml, v8/yolov8.yaml) and its
+# C3k choice (nn/tasks.py ``parse_model``: C3k2 gets c3k=True at scales m, l, x).
+# A family is added with its rows here and its layer plan in the backbone and neck.
+_YOLO11_ROWS = {
+    'n': YOLOScale(0.50, 0.25, 1024),
+    's': YOLOScale(0.50, 0.50, 1024),
+    'm': YOLOScale(0.50, 1.00, 512, c3k_all=True),
+    'l': YOLOScale(1.00, 1.00, 512, c3k_all=True),
+    'x': YOLOScale(1.00, 1.50, 512, c3k_all=True),
+}
 YOLO_SCALES: Dict[str, Dict[str, YOLOScale]] = {
-    'yolo11': {
-        'n': YOLOScale(0.50, 0.25, 1024),
-        's': YOLOScale(0.50, 0.50, 1024),
-        'm': YOLOScale(0.50, 1.00, 512, c3k_all=True),
-        'l': YOLOScale(1.00, 1.00, 512, c3k_all=True),
-        'x': YOLOScale(1.00, 1.50, 512, c3k_all=True),
-    },
+    'yolo11': dict(_YOLO11_ROWS),
     'yolov8': {
         'n': YOLOScale(0.33, 0.25, 1024),
         's': YOLOScale(0.33, 0.50, 1024),
@@ -61,6 +62,8 @@ YOLO_SCALES: Dict[str, Dict[str, YOLOScale]] = {
         'l': YOLOScale(1.00, 1.00, 512),
         'x': YOLOScale(1.00, 1.25, 512),
     },
+    # YOLO26's scales: table is YOLO11's (yolo26.yaml lines 13-17), and so is its C3k choice
+    'yolo26': dict(_YOLO11_ROWS),
 }
 # The scale used when neither a scale nor a factor is given: the width-1.0 layout.
 UNSCALED = YOLOScale(1.0, 1.0, 1024, False)

@@ -1,4 +1,4 @@
-"""The YOLO11 / YOLOv8 path-aggregation neck, usable after any backbone."""
+"""The YOLO11 / YOLO26 / YOLOv8 path-aggregation neck, usable after any backbone."""
 import warnings
 from typing import Optional, Sequence, Tuple
 
@@ -7,17 +7,19 @@ import torch.nn as nn
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 
-from ..layers import C2PSA, SPPF, Conv, make_csp_layer, resolve_scale, scale_channels, scale_depth
+from ..layers import (C2PSA, C2PSA_VERSIONS, SPPF, SPPF_SETTINGS, Conv, make_csp_layer, resolve_scale, scale_channels,
+                      scale_depth)
 from ..layers.scaling import deprecated_family, reject_auto
 
-DEFAULT_CSP_BLOCKS = {'yolo11': 2, 'yolov8': 3}
+DEFAULT_CSP_BLOCKS = {'yolo11': 2, 'yolov8': 3, 'yolo26': 2}
 # The reference's P3/P4/P5 output channels at width 1.0 (its yaml ``head:``).
 BASE_OUT_CHANNELS = (256, 512, 1024)
 
 
 @MODELS.register_module()
 class YOLOPAFPN(BaseModule):
-    """PAFPN of YOLO11 (C3k2) and YOLOv8 (C2f, no residuals) on P3, P4, P5.
+    """PAFPN of YOLO11 (C3k2), YOLO26 (C3k2) and YOLOv8 (C2f, no residuals) on
+    P3, P4, P5.
 
     Top-down: P5 is upsampled (nearest, x2), concatenated as ``[up, P4]``
     and fused by ``top_down_layers[0]``; that result is upsampled,
@@ -40,8 +42,9 @@ class YOLOPAFPN(BaseModule):
         out_channels (Sequence[int], optional): Real output channels.
             Defaults to None (derived from the width, see above); when
             given, ``widen_factor`` / ``max_channels`` are not.
-        version (str): Family: 'yolo11' (C3k2, residual blocks) or 'yolov8'
-            (C2f without residuals). Defaults to 'yolo11'.
+        version (str): Family: 'yolo11' (C3k2, residual blocks), 'yolo26'
+            (see above) or 'yolov8' (C2f without residuals). Defaults to
+            'yolo11'.
         scale (str, optional): 'n', 's', 'm', 'l' or 'x'. Defaults to None.
         deepen_factor (float, optional): Depth multiplier (1.0 if unset).
         widen_factor (float, optional): Width multiplier (1.0 if unset).
@@ -50,8 +53,9 @@ class YOLOPAFPN(BaseModule):
         c3k_all (bool, optional): C3k blocks in every C3k2 (reference scales
             m/l/x); otherwise only in the last bottom-up layer. False if unset.
         num_csp_blocks (int, optional): Blocks per CSP layer before depth
-            scaling; None means the reference's 2 (yolo11) or 3 (yolov8).
-        sppf_c2psa (bool): Run P5 through SPPF(k=5) (+ C2PSA for yolo11)
+            scaling; None means the reference's 2 (yolo11, yolo26) or 3
+            (yolov8). YOLO26's last layer always has one block.
+        sppf_c2psa (bool): Run P5 through SPPF(k=5) (+ C2PSA for yolo11/26)
             first, for backbones that lack them (the native backbone ends
             with them already). Defaults to False.
         init_cfg (dict, optional): Defaults to None.
@@ -108,21 +112,29 @@ class YOLOPAFPN(BaseModule):
         if num_csp_blocks is None:
             num_csp_blocks = DEFAULT_CSP_BLOCKS[version]
         n = scale_depth(num_csp_blocks, factors.deepen_factor)
-        # YOLOv8's neck blocks have no residuals; YOLO11's do.
-        shortcut = version == 'yolo11'
+        # YOLOv8's neck blocks have no residuals; YOLO11's and YOLO26's do.
+        shortcut = version != 'yolov8'
+        # YOLO26's yaml rows 13/16/19 say C3k2(c, True): C3k blocks at every scale
+        c3k_neck = version == 'yolo26'
 
         def csp(c_in: int, c_out: int, c3k: bool) -> nn.Module:
             return make_csp_layer(version, c_in, c_out, n, shortcut=shortcut, c3k=c3k or factors.c3k_all)
 
         if sppf_c2psa:
-            self.sppf = SPPF(c5, o5, 5)
+            self.sppf = SPPF(c5, o5, **SPPF_SETTINGS[version])
             c5 = o5
-            if version == 'yolo11':
+            if version in C2PSA_VERSIONS:
                 self.c2psa = C2PSA(o5, o5, scale_depth(2, factors.deepen_factor))
         self.upsample = nn.Upsample(scale_factor=2, mode='nearest')
-        self.top_down_layers = nn.ModuleList([csp(c5 + c4, o4, False), csp(o4 + c3, o3, False)])
+        self.top_down_layers = nn.ModuleList([csp(c5 + c4, o4, c3k_neck), csp(o4 + c3, o3, c3k_neck)])
         self.downsample_layers = nn.ModuleList([Conv(o3, o3, 3, 2), Conv(o4, o4, 3, 2)])
-        self.bottom_up_layers = nn.ModuleList([csp(o3 + o4, o4, False), csp(o4 + c5, o5, True)])
+        # built in this order (the random initialisation follows it)
+        self.bottom_up_layers = nn.ModuleList([csp(o3 + o4, o4, c3k_neck)])
+        if version == 'yolo26':  # yaml row 22: C3k2(1024, True, 0.5, True), repeat 1 (not scaled)
+            self.bottom_up_layers.append(
+                make_csp_layer(version, o4 + c5, o5, 1, shortcut=True, c3k=True, e=0.5, attn=True))
+        else:
+            self.bottom_up_layers.append(csp(o4 + c5, o5, True))
 
     def _check_inputs(self, inputs: Sequence[torch.Tensor]) -> None:
         channels = [x.shape[1] for x in inputs]
@@ -135,7 +147,7 @@ class YOLOPAFPN(BaseModule):
         p3, p4, p5 = inputs
         if self.sppf_c2psa:
             p5 = self.sppf(p5)
-            if self.version == 'yolo11':
+            if self.version in C2PSA_VERSIONS:
                 p5 = self.c2psa(p5)
         td4 = self.top_down_layers[0](torch.cat([self.upsample(p5), p4], 1))
         out3 = self.top_down_layers[1](torch.cat([self.upsample(td4), p3], 1))

@@ -1,4 +1,4 @@
 from .assigners import BatchTaskAlignedAssigner
-from .coders import DFLBBoxCoder
+from .coders import DFLBBoxCoder, YOLODistanceBBoxCoder
 
-__all__ = ['BatchTaskAlignedAssigner', 'DFLBBoxCoder']
+__all__ = ['BatchTaskAlignedAssigner', 'DFLBBoxCoder', 'YOLODistanceBBoxCoder']

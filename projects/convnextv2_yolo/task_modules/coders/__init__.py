@@ -1,3 +1,3 @@
-from .dfl_coder import DFLBBoxCoder
+from .dfl_coder import DFLBBoxCoder, YOLODistanceBBoxCoder
 
-__all__ = ['DFLBBoxCoder']
+__all__ = ['DFLBBoxCoder', 'YOLODistanceBBoxCoder']

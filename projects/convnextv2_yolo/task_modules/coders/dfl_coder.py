@@ -55,3 +55,31 @@ class DFLBBoxCoder:
         if strides is not None:
             boxes = boxes * strides
         return boxes
+
+
+@TASK_UTILS.register_module()
+class YOLODistanceBBoxCoder(DFLBBoxCoder):
+    """ltrb distances in stride units without a bin range: the box coder of
+    heads without DFL (``reg_max=1``, YOLO26).
+
+    ``decode`` is :meth:`DFLBBoxCoder.decode` (``anchor -/+ distance``, times
+    the stride: the reference's ``dist2bbox(..., xywh=False) * strides``,
+    ultralytics/utils/tal.py); ``encode`` does not clamp (the reference's
+    ``bbox2dist`` with ``reg_max=None``): distances may be negative.
+
+    Args:
+        reg_max (int): Accepted for the heads' interface; must be 1.
+    """
+
+    def __init__(self, reg_max: int = 1) -> None:
+        if reg_max != 1:
+            raise ValueError(f'YOLODistanceBBoxCoder: reg_max must be 1 (no DFL bins), got {reg_max}')
+        self.reg_max = reg_max
+        self.clamp_eps = 0.0
+
+    def encode(self, points: Tensor, gt_bboxes: Tensor,
+               strides: Optional[Union[Tensor, float]] = None) -> Tensor:
+        """(x1, y1, x2, y2) boxes -> ltrb distances (unclamped), divided by
+        ``strides`` when given."""
+        dist = torch.cat([points - gt_bboxes[..., :2], gt_bboxes[..., 2:] - points], dim=-1)
+        return dist / strides if strides is not None else dist

@@ -1,0 +1,72 @@
+# YOLO26 detector (native CSP backbone + PAFPN + end-to-end head without DFL), scale n
+# (ultralytics/cfg/models/26/yolo26.yaml). As configs/_base_/models/yolo11.py, with
+# version='yolo26' (residual SPPF without cv1 activation; neck C3k2 with C3k blocks at
+# every scale and attention in the last one) and the YOLOE2EHead: one-to-many and
+# one-to-one branches, reg_max=1, top-k detections without NMS at test time.
+# configs/yolo26/yolo26_{s,m,l,x}_8xb16-500e_coco.py set the scale (one word).
+custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)
+
+num_classes = 80
+
+model = dict(
+    type='YOLODetector',
+    data_preprocessor=dict(
+        type='YOLODetDataPreprocessor',
+        mean=[0., 0., 0.],
+        std=[255., 255., 255.],
+        bgr_to_rgb=True,
+        pad_size_divisor=32),
+    backbone=dict(
+        type='YOLOCSPDarknet',
+        version='yolo26',
+        scale='n',
+        out_indices=(2, 3, 4),
+        frozen_stages=-1,
+        norm_eval=False),
+    neck=dict(
+        type='YOLOPAFPN',
+        version='yolo26',
+        scale='n',
+        in_channels='auto',  # the backbone's real P3/P4/P5 channels, read from it
+        sppf_c2psa='auto'),  # on unless the backbone ends with SPPF (+ C2PSA): the native one does
+    bbox_head=dict(
+        type='YOLOE2EHead',
+        num_classes=num_classes,
+        in_channels='auto',  # the neck's output channels, read from it
+        featmap_strides=(8, 16, 32),
+        reg_max=1,  # no DFL: the box convs predict 4 distances in stride units
+        cls_branch='yolo11',
+        # the reference's gains (cfg/default.yaml: box 7.5, cls 0.5, dfl 1.5 = the L1 distance loss
+        # without DFL); the end-to-end loss (yolo_e2e_head_loss) reads them
+        loss_cls=dict(type='YOLOBCELoss', reduction='sum', loss_weight=0.5),
+        loss_bbox=dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
+        loss_l1=dict(type='mmdet.L1Loss', reduction='sum', loss_weight=1.5),
+        # E2ELoss: o2m x L_one2many + (1 - o2m) x L_one2one, o2m from 0.8 to 0.1 over the epochs
+        o2m_weight=0.8),
+    train_cfg=dict(
+        # one-to-many branch: the reference's E2ELoss one2many (tal_topk=10)
+        assigner=dict(
+            type='BatchTaskAlignedAssigner',
+            topk=10,
+            alpha=0.5,
+            beta=6.0,
+            eps=1e-9,
+            min_gt_size=16),  # GT sides < 16 px enlarged for the candidate test (ultralytics 8.4: strides[1])
+        # one-to-one branch: tal_topk=7 then topk2=1 (one positive per GT); topk2 comes with the
+        # end-to-end loss's assigner
+        o2o_assigner=dict(
+            type='BatchTaskAlignedAssigner',
+            topk=7,
+            alpha=0.5,
+            beta=6.0,
+            eps=1e-9,
+            min_gt_size=16)),
+    test_cfg=dict(
+        # True: the one-to-one branch, top max_per_img (anchor, class) pairs, no NMS (the reference's
+        # nms=False / end2end=True); False: the one-to-many branch with the NMS below (its default nms=None)
+        end2end=True,
+        score_thr=0.001,
+        max_per_img=300,
+        nms_pre=30000,
+        nms=dict(type='nms', iou_threshold=0.7),
+        multi_label=True))

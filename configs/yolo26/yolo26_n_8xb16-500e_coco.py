@@ -1,0 +1,4 @@
+# YOLO26-n on COCO (80 classes): 2,572,280 parameters (both head branches, as the reference's
+# training model). The reference's scale n (convnextv2_yolo.layers.YOLO_SCALES['yolo26'], YOLO11's
+# table); the other scales inherit this config and change only model.backbone.scale and model.neck.scale.
+_base_ = ['../_base_/models/yolo26.py', '../_base_/yolo_recipe_500e.py']

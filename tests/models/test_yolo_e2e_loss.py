@@ -2,7 +2,6 @@
 YOLO26 (YOLOE2EHeadLossMixin), on a small test-only end-to-end head: scalar formulas, the branch
 weighting, the loss keys mmdet sums, gradients. The comparison with the reference is in
 test_e2e_loss_parity.py."""
-import copy
 import math
 
 import pytest
@@ -10,37 +9,16 @@ import torch
 
 pytest.importorskip('mmcv.ops')
 
-from mmdet.registry import TASK_UTILS  # noqa: E402
-
 from convnextv2_yolo.dense_heads import YOLOHead  # noqa: E402
-from convnextv2_yolo.dense_heads.yolo_e2e_head_loss import YOLOE2EHeadLossMixin  # noqa: E402
 from convnextv2_yolo.losses import YOLODistanceL1Loss  # noqa: E402
 from tests.helpers.box_formulas import ciou_scalar  # noqa: E402
+from tests.helpers.heads import E2E_O2M_ASSIGNER as O2M  # noqa: E402
+from tests.helpers.heads import E2E_O2O_ASSIGNER as O2O  # noqa: E402
+from tests.helpers.heads import E2ETestHead  # noqa: E402
 
-O2M = dict(type='BatchTaskAlignedAssigner', topk=10, alpha=0.5, beta=6.0, eps=1e-9, min_gt_size=16)
-O2O = dict(O2M, topk=7, topk2=1)
 SIZE = (64, 96)  # (H, W): not square, so that a swapped width / height shows
 PACKED = torch.tensor([[0, 1, 4., 6., 40., 50.], [0, 2, 30., 20., 90., 60.], [0, 0, 50., 30., 58., 36.],
                        [1, 0, 10., 10., 60., 44.], [1, 2, 70., 3., 80., 13.]])  # two boxes under 16 px
-
-
-class E2ETestHead(YOLOE2EHeadLossMixin, YOLOHead):
-    """The shape of the end-to-end head (reg_max=1, o2o branches = copies run on detached features),
-    enough to drive the loss; the real head lives in dense_heads/yolo_e2e_head.py."""
-
-    def __init__(self, o2m_weight=0.8, **kwargs):
-        # YOLOHead's DFL coder needs >= 2 bins; with reg_max=1 the loss never uses it
-        super().__init__(reg_max=1, bbox_coder=dict(type='DFLBBoxCoder', reg_max=16), **kwargs)
-        self.o2o_cls_convs = copy.deepcopy(self.cls_convs)
-        self.o2o_reg_convs = copy.deepcopy(self.reg_convs)
-        self.o2o_assigner = TASK_UTILS.build(self.train_cfg['o2o_assigner'])
-        self.o2m_weight = o2m_weight
-
-    def forward(self, x):
-        cls_scores, bbox_preds = super().forward(x)
-        x = [f.detach() for f in x]
-        return (cls_scores, bbox_preds, [m(f) for m, f in zip(self.o2o_cls_convs, x)],
-                [m(f) for m, f in zip(self.o2o_reg_convs, x)])
 
 
 def make_e2e_head(num_classes=3, o2m_weight=0.8, in_channels=(8, 16, 32)):

@@ -9,8 +9,8 @@ IN.pt (``torch.save`` of a dict): ``nc``, ``epochs`` (E), ``at_epochs`` (0-based
 (N,), ``cls`` (N,), ``bboxes`` (N, 4) normalised (cx, cy, w, h). The criterion is the one
 ``DetectionModel('yolo26n.yaml', nc=nc).init_criterion()`` builds with the trainer's default arguments
 (``epochs=E``); for epoch ``e`` it gets ``e`` calls of ``update()``, as the trainer makes after each
-epoch. OUT.pt: ``{e: dict(total=(3,) loss*batch (box, cls, l1), items=(3,) o2o items, o2m=weight)}``,
-plus ``criterion`` (the class name) and ``stride``.
+epoch. OUT.pt: ``{e: dict(total=(3,) loss*batch (box, cls, l1), items=(3,) o2o items, o2m=weight,
+grads={input name: gradient of total.sum()})}``, plus ``criterion`` (the class name) and ``stride``.
 """
 import sys
 
@@ -28,7 +28,8 @@ def main(src: str, dst: str) -> None:
     stride = model.stride.tolist()
     h, w = data['imgsz']
     feats = [torch.zeros(1, 1, h // int(s), w // int(s)) for s in stride]  # make_anchors reads shapes only
-    preds = {name: dict(boxes=data[f'{key}_boxes'], scores=data[f'{key}_scores'], feats=feats)
+    leaves = {k: data[k].clone().requires_grad_() for k in ('o2m_boxes', 'o2m_scores', 'o2o_boxes', 'o2o_scores')}
+    preds = {name: dict(boxes=leaves[f'{key}_boxes'], scores=leaves[f'{key}_scores'], feats=feats)
              for name, key in (('one2many', 'o2m'), ('one2one', 'o2o'))}
     batch = dict(batch_idx=data['batch_idx'], cls=data['cls'], bboxes=data['bboxes'])
     out = dict(stride=stride)
@@ -37,8 +38,9 @@ def main(src: str, dst: str) -> None:
         for _ in range(epoch):
             criterion.update()
         total, items = criterion(preds, batch)
+        grads = torch.autograd.grad(total.sum(), list(leaves.values()))  # the trainer backpropagates the sum
         out[epoch] = dict(total=total.detach(), items=torch.stack(list(items.values())), o2m=criterion.o2m,
-                          names=list(items))
+                          names=list(items), grads=dict(zip(leaves, grads)))
         out['criterion'] = type(criterion).__name__
     torch.save(out, dst)
 

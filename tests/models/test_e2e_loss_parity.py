@@ -1,5 +1,6 @@
 """The YOLO26 training loss equals the reference's ``E2ELoss`` (ultralytics 8.4, utils/loss.py) on the same
-raw predictions of both branches and the same GTs, at the first, a middle and the last epoch's weighting.
+raw predictions of both branches and the same GTs, at the first, a middle and the last epoch's weighting,
+and so do the gradients with respect to those predictions.
 
 The reference runs in its own Python (tests/helpers/reference_e2e_loss.py, a few seconds): it builds the
 criterion of ``DetectionModel('yolo26n.yaml')`` with the trainer's default arguments, so the assigners
@@ -49,7 +50,9 @@ def make_inputs(seed=0):
     return data
 
 
-def our_losses(data, o2m_weight, o2o_assigner=E2E_O2O_ASSIGNER):
+def our_losses(data, o2m_weight, o2o_assigner=E2E_O2O_ASSIGNER, leaves=None):
+    """Our E2E loss dict on ``data`` (the raw outputs taken from ``leaves`` when given, for gradients)."""
+    leaves = leaves or data
     head = E2ETestHead(num_classes=NC, in_channels=[8, 16, 32], o2m_weight=o2m_weight,
                        train_cfg=dict(assigner=E2E_O2M_ASSIGNER, o2o_assigner=o2o_assigner))
 
@@ -62,8 +65,8 @@ def our_losses(data, o2m_weight, o2o_assigner=E2E_O2O_ASSIGNER):
     scaled = data['bboxes'] * torch.tensor([W, H, W, H], dtype=torch.float32)
     xyxy = torch.cat([scaled[:, :2] - scaled[:, 2:] / 2, scaled[:, :2] + scaled[:, 2:] / 2], 1)
     packed = torch.cat([data['batch_idx'][:, None], data['cls'][:, None], xyxy], 1)
-    return head.loss_by_feat(levels(data['o2m_scores']), levels(data['o2m_boxes']), levels(data['o2o_scores']),
-                             levels(data['o2o_boxes']), packed, [{}] * B)
+    return head.loss_by_feat(levels(leaves['o2m_scores']), levels(leaves['o2m_boxes']),
+                             levels(leaves['o2o_scores']), levels(leaves['o2o_boxes']), packed, [{}] * B)
 
 
 @pytest.mark.skipif(not osp.isfile(REF_PYTHON), reason=f'no reference Python at {REF_PYTHON} '
@@ -76,20 +79,30 @@ def test_e2e_loss_equals_the_reference(tmp_path):
     ref = torch.load(tmp_path / 'out.pt', weights_only=False)
     assert ref['criterion'] == 'E2ELoss' and ref['stride'] == list(STRIDES)
     hook = E2ELossScheduleHook()
-    worst = 0.0
+    worst = worst_grad = 0.0
     for epoch in AT_EPOCHS:
         want = ref[epoch]
         assert want['names'] == ['box_loss', 'cls_loss', 'l1_loss']
         weight = hook.weight(epoch, EPOCHS)
         assert weight == want['o2m']
-        ours = our_losses(data, weight)
+        leaves = {k: data[k].clone().requires_grad_() for k in want['grads']}
+        ours = our_losses(data, weight, leaves=leaves)
         for i, key in enumerate(('bbox', 'cls', 'l1')):
             # the weighted total (the reference: loss * batch size) and the logged o2o items (x batch size)
             for got, exp in ((ours[f'loss_{key}'], want['total'][i]), (ours[f'o2o_{key}'], want['items'][i] * B)):
                 rel = abs(got.item() - exp.item()) / abs(exp.item())
                 worst = max(worst, rel)
                 assert rel < 1e-5, (epoch, key, got.item(), exp.item())
-    print(f'max relative difference vs the reference E2ELoss: {worst:.2e}')
+        # the same gradients w.r.t. the raw outputs of both branches (what training sees)
+        total = sum(v for k, v in ours.items() if 'loss' in k)
+        grads = torch.autograd.grad(total, list(leaves.values()))
+        for name, got in zip(leaves, grads):
+            exp = want['grads'][name]
+            err = ((got - exp).abs().max() / exp.abs().max()).item()
+            worst_grad = max(worst_grad, err)
+            assert err < 1e-5, (epoch, name, err)
+    print(f'max relative difference vs the reference E2ELoss: losses {worst:.2e}, '
+          f'gradients (max abs diff / max abs) {worst_grad:.2e}')
     # first and last epoch weight the branches differently: the totals move
     assert not torch.allclose(ref[0]['total'], ref[EPOCHS - 1]['total'])
     # the batch tells the o2o assignment apart from its look-alikes (overlapping GTs: conflicts matter)

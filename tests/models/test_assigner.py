@@ -16,8 +16,9 @@ def grid_priors(size=64, stride=8):
     return torch.stack([xs, ys], -1).reshape(-1, 2).double() * stride
 
 
-def naive_assign(scores, preds, priors, labels, boxes, mask, topk, alpha, beta, eps, min_gt_size=0.):
-    """Per image, per GT, per anchor loops (float64); sides < min_gt_size enlarged for the inside test."""
+def naive_assign(scores, preds, priors, labels, boxes, mask, topk, alpha, beta, eps, min_gt_size=0., topk2=None):
+    """Per image, per GT, per anchor loops (float64); sides < min_gt_size enlarged for the inside test;
+    with topk2 (!= topk), each GT then keeps its topk2 remaining positives of highest metric."""
     B, A, C = scores.shape
     out_scores = torch.zeros(B, A, C, dtype=torch.float64)
     out_fg = torch.zeros(B, A, dtype=torch.bool)
@@ -48,6 +49,11 @@ def naive_assign(scores, preds, priors, labels, boxes, mask, topk, alpha, beta, 
                 best = max(range(M), key=lambda m: iou[m][a])
                 for m in range(M):
                     pos[m][a] = m == best
+        if topk2 is not None and topk2 != topk:
+            for m in range(M):
+                sel = sorted((a for a in range(A) if pos[m][a]), key=lambda a: -metric[m][a])
+                for a in sel[topk2:]:
+                    pos[m][a] = False
         for m in range(M):
             sel = [a for a in range(A) if pos[m][a]]
             if not sel:
@@ -61,8 +67,9 @@ def naive_assign(scores, preds, priors, labels, boxes, mask, topk, alpha, beta, 
     return out_scores, out_fg, out_gt
 
 
-def assign(scores, preds, priors, labels, boxes, mask, topk=10, min_gt_size=0.):
-    assigner = BatchTaskAlignedAssigner(topk=topk, alpha=0.5, beta=6.0, eps=1e-9, min_gt_size=min_gt_size)
+def assign(scores, preds, priors, labels, boxes, mask, topk=10, min_gt_size=0., topk2=None):
+    assigner = BatchTaskAlignedAssigner(topk=topk, alpha=0.5, beta=6.0, eps=1e-9, min_gt_size=min_gt_size,
+                                        topk2=topk2)
     return assigner.assign(scores.double(), preds.double(), priors, labels, boxes.double(), mask)
 
 
@@ -234,3 +241,77 @@ def test_min_gt_size_matches_naive_loops(seed):
     assert torch.equal(res['fg_mask'], want_fg)
     assert torch.equal(res['assigned_gt_inds'], want_gt)
     torch.testing.assert_close(res['assigned_scores'], want_scores, rtol=1e-7, atol=1e-12)
+
+
+def random_batch(seed, B=3, M=5, C=4, min_gt_size=16.):
+    """Boxes of 1-40 px (some under 16) on a 64 px image with 3 levels; predictions around every anchor."""
+    g = torch.Generator().manual_seed(seed)
+    priors = torch.cat([grid_priors(64, 8), grid_priors(64, 16), grid_priors(64, 32)])
+    A = priors.shape[0]
+    xy = torch.rand(B, M, 2, generator=g) * 45 + 2
+    wh = torch.rand(B, M, 2, generator=g) * 40 + 1
+    boxes = torch.cat([xy, (xy + wh).clamp(max=64)], -1).double()
+    labels = torch.randint(0, C, (B, M), generator=g)
+    mask = torch.ones(B, M, dtype=torch.bool)
+    mask[1, 3:] = False
+    mask[2, ::2] = False
+    half = torch.rand(B, A, 2, generator=g, dtype=torch.float64) * 15 + 4
+    preds = torch.cat([priors - half, priors + half], -1)
+    scores = torch.rand(B, A, C, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    return scores, preds, priors, labels, boxes, mask
+
+
+@pytest.mark.parametrize('seed,topk,topk2', [(5, 7, 1), (6, 7, 1), (7, 10, 3), (8, 6, 2)])
+def test_topk2_matches_naive_loops(seed, topk, topk2):
+    """The one-to-one assignment of YOLO26 (topk 7, topk2 1) and others, vs the scalar loops."""
+    args = random_batch(seed)
+    res = assign(*args, topk=topk, min_gt_size=16, topk2=topk2)
+    want_scores, want_fg, want_gt = naive_assign(*args, topk, 0.5, 6.0, 1e-9, min_gt_size=16, topk2=topk2)
+    before = naive_assign(*args, topk, 0.5, 6.0, 1e-9, min_gt_size=16)[1]
+    assert before.sum() > want_fg.sum() > 0  # topk2 removed positives
+    assert torch.equal(res['fg_mask'], want_fg)
+    assert torch.equal(res['assigned_gt_inds'], want_gt)
+    torch.testing.assert_close(res['assigned_scores'], want_scores, rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(res['fg_scores'], want_scores[want_fg].sum(-1), rtol=1e-7, atol=1e-12)
+    # at most topk2 positives per GT; background rows are clean
+    gt_key = res['assigned_gt_inds'] + torch.arange(3)[:, None] * 5
+    counts = torch.bincount(gt_key[res['fg_mask']], minlength=15)
+    assert counts.max() <= topk2
+    assert (res['assigned_labels'][~res['fg_mask']] == 4).all()
+    assert res['assigned_bboxes'][~res['fg_mask']].abs().sum() == 0
+
+
+def test_topk2_none_or_equal_to_topk_is_off():
+    """None is the plain assigner; topk2 == topk skips the step too, as the reference's ``topk2 != topk``
+    test does (the step is not a no-op then: a GT can end with more than topk positives after the
+    conflict resolution)."""
+    args = random_batch(9)
+    plain = assign(*args, topk=6, min_gt_size=16)
+    for topk2 in (None, 6):
+        res = assign(*args, topk=6, min_gt_size=16, topk2=topk2)
+        for key in plain:
+            assert torch.equal(res[key], plain[key]), key
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match='topk2'):
+            BatchTaskAlignedAssigner(topk=7, topk2=bad)
+
+
+def test_topk2_keeps_the_best_positive_left_after_conflicts():
+    """topk=7, topk2=1 is not topk=1: GT A's best anchor goes to GT B (higher IoU there), so with
+    topk=1 A has no positive, while topk=7, topk2=1 gives A its next anchor."""
+    priors = torch.tensor([[10., 10.], [30., 10.], [100., 100.]], dtype=torch.float64)
+    gts = torch.tensor([[[0., 0., 40., 20.], [5., 5., 17., 17.]]])  # A holds anchors 0, 1; B anchor 0
+    preds = torch.tensor([[[2., 2., 18., 18.], [24., 4., 36., 16.], [90., 90., 110., 110.]]], dtype=torch.float64)
+    scores = torch.full((1, 3, 2), 0.5, dtype=torch.float64)
+    args = (scores, preds, priors, torch.tensor([[0, 1]]), gts, torch.ones(1, 2, dtype=torch.bool))
+    ciou = [[max(ciou_scalar(g.tolist(), p.tolist()), 0) for p in preds[0]] for g in gts[0]]
+    assert ciou[0][0] > ciou[0][1] > 0 and ciou[1][0] > ciou[0][0]
+    top1 = assign(*args, topk=1)
+    assert top1['assigned_gt_inds'][0].tolist() == [1, -1, -1]
+    o2o = assign(*args, topk=7, topk2=1)
+    assert o2o['assigned_gt_inds'][0].tolist() == [1, 0, -1]
+    # each GT's single positive gets target score = its IoU x metric / (metric + eps)
+    for a, m in ((1, 0), (0, 1)):
+        metric = 0.5**0.5 * ciou[m][a]**6
+        want = ciou[m][a] * metric / (metric + 1e-9)
+        assert abs(o2o['assigned_scores'][0, a, m].item() - want) < 1e-12

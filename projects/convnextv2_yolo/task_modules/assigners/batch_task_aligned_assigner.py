@@ -4,7 +4,7 @@ mmdet's ``TaskAlignedAssigner`` runs one image at a time (a Python loop over
 the batch plus per-image ``AssignResult`` objects), too slow for YOLO batches:
 this one works on padded (B, M, A) tensors and never leaves the device.
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from mmdet.registry import TASK_UTILS
@@ -31,6 +31,17 @@ class BatchTaskAlignedAssigner:
     ``stride_val = strides[1]`` (16 for strides 8/16/32); 0 is TOOD's and
     ultralytics 8.3's plain test.
 
+    With ``topk2``, after the conflict resolution each GT keeps only its
+    ``topk2`` final positives of highest metric (the others become
+    background), then the targets are normalised over what is left:
+    ultralytics 8.4 ``TaskAlignedAssigner.select_highest_overlaps`` (utils/tal.py),
+    whose one-to-one branch of YOLO26 uses ``topk=7, topk2=1`` (at most one
+    positive per GT, chosen among the conflict-free top 7). As there, the step
+    runs only when ``topk2 != topk``, and the ``topk2`` highest are taken over
+    the GT's row of ``metric * final_positive`` (all anchors), so when fewer
+    than ``topk2`` of its positives have a metric > 0 the ties at 0 are
+    resolved by ``torch.topk``'s order, the same as the reference's.
+
     Args:
         topk (int): Positives per GT. Defaults to 10.
         alpha (float): Exponent of the classification score. Defaults to 0.5.
@@ -39,19 +50,24 @@ class BatchTaskAlignedAssigner:
             metric normalisation. Defaults to 1e-9.
         min_gt_size (float): Smallest GT side (pixels) in the candidate test;
             our configs set 16. Defaults to 0 (no enlargement).
+        topk2 (int, optional): Final positives kept per GT after the conflict
+            resolution. Defaults to None (off; ``topk2 == topk`` is off too).
 
     Raises:
-        ValueError: ``topk`` < 1 or ``min_gt_size`` < 0.
+        ValueError: ``topk`` or ``topk2`` < 1, or ``min_gt_size`` < 0.
     """
 
     def __init__(self, topk: int = 10, alpha: float = 0.5, beta: float = 6.0,
-                 eps: float = 1e-9, min_gt_size: float = 0.) -> None:
+                 eps: float = 1e-9, min_gt_size: float = 0., topk2: Optional[int] = None) -> None:
         if topk < 1:
             raise ValueError(f'BatchTaskAlignedAssigner: topk must be >= 1, got {topk}')
+        if topk2 is not None and (isinstance(topk2, bool) or not isinstance(topk2, int) or topk2 < 1):
+            raise ValueError(f'BatchTaskAlignedAssigner: topk2 must be an int >= 1 or None, got {topk2!r}')
         if min_gt_size < 0:
             raise ValueError(f'BatchTaskAlignedAssigner: min_gt_size must be >= 0, got {min_gt_size}')
         self.min_gt_size = float(min_gt_size)
         self.topk = topk
+        self.topk2 = topk2
         self.alpha = alpha
         self.beta = beta
         self.eps = eps
@@ -132,6 +148,9 @@ class BatchTaskAlignedAssigner:
         anchor_gt = torch.where(multi, best_gt, anchor_gt)
         anchor_iou = torch.where(multi, best_iou, anchor_iou)
 
+        if self.topk2 is not None and self.topk2 != self.topk:
+            fg_flat = self._keep_topk2(fg_flat, anchor_gt, dense_metric)
+
         # Normalise over each GT's final positives: metric * maxIoU / maxMetric.
         fg_idx = fg_flat.nonzero(as_tuple=True)[0]
         fb, fa = fg_idx // num_priors, fg_idx % num_priors
@@ -160,6 +179,34 @@ class BatchTaskAlignedAssigner:
             result['assigned_scores'] = torch.zeros_like(pred_scores)
             result['assigned_scores'][fb, fa, fg_labels] = result['fg_scores']
         return result
+
+    def _keep_topk2(self, fg_flat: Tensor, anchor_gt: Tensor, dense_metric: Tensor) -> Tensor:
+        """Per GT, keep the ``topk2`` positives of highest metric.
+
+        Args:
+            fg_flat (Tensor): Positive anchors after the conflict resolution,
+                (B * A,) bool.
+            anchor_gt (Tensor): GT row of each positive anchor, (B * A,) long.
+            dense_metric (Tensor): Align metric of every (image, GT, anchor),
+                (B, M, A), 0 off the candidates.
+
+        Returns:
+            Tensor: The positives left, (B * A,) bool.
+        """
+        num_imgs, num_gts, num_priors = dense_metric.shape
+        fg_idx = fg_flat.nonzero(as_tuple=True)[0]
+        fb, fa = fg_idx // num_priors, fg_idx % num_priors
+        fg_gt = anchor_gt[fg_idx]
+        # the reference's ``align_metric * mask_pos``: each final positive's
+        # metric on its own GT's row, 0 elsewhere
+        kept_metric = torch.zeros_like(dense_metric)
+        kept_metric[fb, fg_gt, fa] = dense_metric[fb, fg_gt, fa]
+        top_idx = kept_metric.topk(min(self.topk2, num_priors), dim=-1).indices
+        in_top = torch.zeros(kept_metric.shape, dtype=torch.bool, device=kept_metric.device)
+        in_top.scatter_(-1, top_idx, True)
+        fg_flat = fg_flat.clone()
+        fg_flat[fg_idx] = in_top[fb, fg_gt, fa]
+        return fg_flat
 
     @staticmethod
     def _all_background(pred_scores: Tensor, pred_bboxes: Tensor, dense_scores: bool) -> Dict[str, Tensor]:

@@ -6,6 +6,10 @@
 # The other ConvNeXt V2 sizes inherit this config: backbone arch, weights, neck scale.
 _base_ = ['../_base_/models/yolo26.py', '../_base_/yolo_convnext_recipe_300e.py']
 
+# the reference's per-epoch E2ELoss weights: one-to-many 0.8 in the first epoch to 0.1 in the last
+# (linear over max_epochs - 1), one-to-one 1 - that (ultralytics/utils/loss.py E2ELoss.update / decay)
+custom_hooks = _base_.custom_hooks + [dict(type='E2ELossScheduleHook', start=0.8, final=0.1)]
+
 checkpoint = ('https://download.openmmlab.com/mmclassification/v0/convnext-v2/'
               'convnext-v2-atto_3rdparty-fcmae_in1k_20230104-07514db4.pth')
 

@@ -2,3 +2,7 @@
 # training model). The reference's scale n (convnextv2_yolo.layers.YOLO_SCALES['yolo26'], YOLO11's
 # table); the other scales inherit this config and change only model.backbone.scale and model.neck.scale.
 _base_ = ['../_base_/models/yolo26.py', '../_base_/yolo_recipe_500e.py']
+
+# the reference's per-epoch E2ELoss weights: one-to-many 0.8 in the first epoch to 0.1 in the last
+# (linear over max_epochs - 1), one-to-one 1 - that (ultralytics/utils/loss.py E2ELoss.update / decay)
+custom_hooks = _base_.custom_hooks + [dict(type='E2ELossScheduleHook', start=0.8, final=0.1)]

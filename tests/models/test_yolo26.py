@@ -148,6 +148,44 @@ def test_convnextv2_yolo26_configs(arch):
     assert len(outs) == 4 and tuple(outs[3][0].shape) == (1, 4, 8, 12)
 
 
+YOLO26_CONFIGS = [('yolo26', f'yolo26_{s}_8xb16-500e_coco.py') for s in REFERENCE] + [
+    ('convnextv2_yolo', f'yolo26_convnextv2-{a}_fcmae_8xb16-300e_coco.py') for a in ('atto', 'femto', 'nano', 'tiny')]
+
+
+@pytest.mark.parametrize('folder,name', YOLO26_CONFIGS, ids=[n for _, n in YOLO26_CONFIGS])
+def test_configs_state_the_training(folder, name):
+    """The reference's E2ELoss settings are written in every YOLO26 config, not left to code defaults:
+    the assigners (o2m topk 10; o2o topk 7 then 1; alpha 0.5, beta 6, eps 1e-9, YOLO11's 16 px
+    candidate enlargement), the distance L1 loss (gain 1.5) and the per-epoch schedule hook."""
+    cfg = load_cfg(None, folder, name)
+    yolo11 = load_cfg(None, 'yolo11', 'yolo11_n_8xb16-500e_coco.py').model.train_cfg.assigner
+    train_cfg = cfg.model.train_cfg
+    assert yolo11.min_gt_size == 16
+    common = dict(type='BatchTaskAlignedAssigner', alpha=0.5, beta=6.0, eps=1e-9, min_gt_size=yolo11.min_gt_size)
+    assert train_cfg.assigner == dict(common, topk=10)
+    assert train_cfg.o2o_assigner == dict(common, topk=7, topk2=1)
+    head = cfg.model.bbox_head
+    assert head.type == 'YOLOE2EHead' and head.reg_max == 1 and head.o2m_weight == 0.8
+    assert head.loss_l1 == dict(type='YOLODistanceL1Loss', reduction='sum', loss_weight=1.5)
+    assert head.loss_bbox.loss_weight == 7.5 and head.loss_cls.loss_weight == 0.5
+    hooks = [h for h in cfg.custom_hooks if h.type == 'E2ELossScheduleHook']
+    assert hooks == [dict(type='E2ELossScheduleHook', start=0.8, final=0.1)]
+    assert len(cfg.custom_hooks) > 1  # the recipe's hooks (EMA, close mosaic, class check) are kept
+
+
+def test_head_trains_with_the_e2e_loss():
+    """The config's head: YOLOE2EHeadLossMixin first in the MRO, the distance L1 loss, both assigners."""
+    from convnextv2_yolo.dense_heads.yolo_e2e_head_loss import YOLOE2EHeadLossMixin
+    from convnextv2_yolo.losses import YOLODistanceL1Loss
+    assert YOLOE2EHead.__mro__[1] is YOLOE2EHeadLossMixin
+    model = build(load_cfg('n'), meta=True)
+    head = model.bbox_head
+    assert isinstance(head.loss_l1, YOLODistanceL1Loss) and head.loss_l1.loss_weight == 1.5
+    assert (head.assigner.topk, head.assigner.topk2, head.o2o_assigner.topk, head.o2o_assigner.topk2) == (
+        10, None, 7, 1)
+    assert YOLOE2EHead.loss_by_feat is YOLOE2EHeadLossMixin.loss_by_feat
+
+
 # ----------------------------------------------------------------------------- head
 def small_head(**kwargs):
     kwargs.setdefault('test_cfg', dict(end2end=True, max_per_img=300, score_thr=0.001))

@@ -36,12 +36,13 @@ model = dict(
         featmap_strides=(8, 16, 32),
         reg_max=1,  # no DFL: the box convs predict 4 distances in stride units
         cls_branch='yolo11',
-        # the reference's gains (cfg/default.yaml: box 7.5, cls 0.5, dfl 1.5 = the L1 distance loss
-        # without DFL); the end-to-end loss (yolo_e2e_head_loss) reads them
+        # the reference's gains (cfg/default.yaml: box 7.5, cls 0.5, dfl 1.5, reused for the L1
+        # distance loss without DFL: sides in px / image width or height, mean of 4, x target score)
         loss_cls=dict(type='YOLOBCELoss', reduction='sum', loss_weight=0.5),
         loss_bbox=dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
-        loss_l1=dict(type='mmdet.L1Loss', reduction='sum', loss_weight=1.5),
-        # E2ELoss: o2m x L_one2many + (1 - o2m) x L_one2one, o2m from 0.8 to 0.1 over the epochs
+        loss_l1=dict(type='YOLODistanceL1Loss', reduction='sum', loss_weight=1.5),
+        # E2ELoss: o2m x L_one2many + (1 - o2m) x L_one2one; o2m is 0.8 in the first epoch and set
+        # before every epoch by the E2ELossScheduleHook of the configs (0.8 -> 0.1)
         o2m_weight=0.8),
     train_cfg=dict(
         # one-to-many branch: the reference's E2ELoss one2many (tal_topk=10)
@@ -52,11 +53,12 @@ model = dict(
             beta=6.0,
             eps=1e-9,
             min_gt_size=16),  # GT sides < 16 px enlarged for the candidate test (ultralytics 8.4: strides[1])
-        # one-to-one branch: tal_topk=7 then topk2=1 (one positive per GT); topk2 comes with the
-        # end-to-end loss's assigner
+        # one-to-one branch: the reference's one2one (tal_topk=7, tal_topk2=1): after the conflicts
+        # between GTs are resolved among the 7 best, each GT keeps its single best-aligned anchor
         o2o_assigner=dict(
             type='BatchTaskAlignedAssigner',
             topk=7,
+            topk2=1,
             alpha=0.5,
             beta=6.0,
             eps=1e-9,

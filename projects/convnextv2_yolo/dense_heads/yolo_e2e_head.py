@@ -15,6 +15,7 @@ from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from .yolo_e2e_head_loss import YOLOE2EHeadLossMixin
 from .yolo_head import YOLOHead
 
 __all__ = ['YOLOE2EHead', 'topk_detections']
@@ -47,7 +48,7 @@ def topk_detections(boxes: Tensor, scores: Tensor, max_det: int = 300) -> Tensor
 
 
 @MODELS.register_module()
-class YOLOE2EHead(YOLOHead):
+class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
     """YOLO26's end-to-end head: YOLOHead's branches without DFL plus one-to-one copies.
 
     * Box branch (``reg_convs``): 4 ltrb distances per anchor in stride units (``reg_max=1``: no DFL,
@@ -71,12 +72,13 @@ class YOLOE2EHead(YOLOHead):
 
     Boxes are rescaled to the original image as :class:`YOLOHead` does.
 
-    The training loss (one-to-many + one-to-one, L1 distance loss, top-k assigners, the per-epoch
-    ``o2m_weight`` schedule) lands separately as a mixin placed first in the MRO; until then
-    ``loss_by_feat`` is YOLOHead's (DFL) one, which does not apply to this head. The mixin reads
-    ``assigner`` (``train_cfg['assigner']``, one-to-many), ``o2o_assigner``
-    (``train_cfg['o2o_assigner']``), ``o2m_weight``, ``loss_cls``, ``loss_bbox``, ``loss_l1`` and
-    ``bbox_coder`` (:class:`YOLODistanceBBoxCoder`).
+    Training (:class:`YOLOE2EHeadLossMixin`, first base): the reference's ``E2ELoss``: each branch
+    is assigned on its own outputs (``assigner``: ``train_cfg['assigner']``, the one-to-many
+    ``topk=10``; ``o2o_assigner``: ``train_cfg['o2o_assigner']``, ``topk=7, topk2=1``) and gets the
+    class BCE, the CIoU box loss and the distance L1 loss (``loss_l1``, replacing DFL); each term is
+    ``o2m_weight * L_o2m + (1 - o2m_weight) * L_o2o``, ``o2m_weight`` set per epoch by
+    :class:`~convnextv2_yolo.engine.hooks.E2ELossScheduleHook` (0.8 -> 0.1). The unweighted o2o
+    terms are logged as ``o2o_cls``, ``o2o_bbox``, ``o2o_l1`` (the reference's logged losses).
 
     Example:
         >>> import torch
@@ -99,7 +101,8 @@ class YOLOE2EHead(YOLOHead):
         cls_channels (int, optional): Class-branch width, as :class:`YOLOHead`.
         loss_cls (dict): Class loss (gain 0.5, the reference's ``cls``).
         loss_bbox (dict): IoU box loss (gain 7.5, ``box``).
-        loss_l1 (dict): Distance loss replacing DFL (gain 1.5, the reference's ``dfl`` gain reused).
+        loss_l1 (dict): Distance loss replacing DFL: :class:`YOLODistanceL1Loss` (sides normalised by
+            the image size; gain 1.5, the reference's ``dfl`` gain reused).
         bbox_coder (dict): Distance coder. Defaults to ``YOLODistanceBBoxCoder``.
         o2m_weight (float): Initial weight of the one-to-many loss (the reference's ``E2ELoss.o2m``,
             0.8; the one-to-one weight is ``1 - o2m_weight``). Defaults to 0.8.
@@ -119,7 +122,7 @@ class YOLOE2EHead(YOLOHead):
                  cls_channels: Optional[int] = None,
                  loss_cls: ConfigType = dict(type='YOLOBCELoss', reduction='sum', loss_weight=0.5),
                  loss_bbox: ConfigType = dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
-                 loss_l1: ConfigType = dict(type='mmdet.L1Loss', reduction='sum', loss_weight=1.5),
+                 loss_l1: ConfigType = dict(type='YOLODistanceL1Loss', reduction='sum', loss_weight=1.5),
                  bbox_coder: ConfigType = dict(type='YOLODistanceBBoxCoder'),
                  o2m_weight: float = 0.8,
                  degenerate_log_interval: int = 50,

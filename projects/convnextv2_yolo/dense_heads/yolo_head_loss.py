@@ -107,11 +107,13 @@ class YOLOHeadLossMixin:
         device = cls_scores[0].device
         use_dfl = self.reg_max > 1
 
-        points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], torch.float32, device)
+        # float32 (also for half-precision outputs under AMP); float64 outputs keep float64 (exactness tests)
+        dtype = torch.promote_types(cls_scores[0].dtype, torch.float32)
+        points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], dtype, device)
         # (B, A, C) view of a (B, C, A) tensor: no transposing copy of the
         # largest map; targets created "like" it share the layout.
-        flat_cls = torch.cat([m.flatten(2) for m in cls_scores], dim=2).float().transpose(1, 2)
-        flat_dist = self._flatten(bbox_dists).float()
+        flat_cls = torch.cat([m.flatten(2) for m in cls_scores], dim=2).to(dtype).transpose(1, 2)
+        flat_dist = self._flatten(bbox_dists).to(dtype)
         if use_dfl:
             pred_boxes = self.bbox_coder.decode(points, self.dfl(flat_dist))  # stride units
         else:  # the raw outputs are the distances: no bins, no clamp

@@ -142,8 +142,13 @@ def test_muon_group_rejects_vectors_and_state_round_trips():
 
 
 # ------------------------------------------------------------------ optimizer=auto through the hook
-def _toy_detector():
+def _toy_detector(end2end=False):
+    """A stem, a linear layer and a head class branch (``end2end``: also a one-to-one class branch and a
+    one-to-one box branch, as YOLOE2EHead's)."""
     from mmengine.model import BaseModel
+
+    def cls_branch():
+        return nn.ModuleList([nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))])
 
     class Toy(BaseModel):
         def __init__(self):
@@ -152,12 +157,17 @@ def _toy_detector():
             self.bn = nn.BatchNorm2d(4)
             self.fc = nn.Linear(4, 1)
             self.bbox_head = nn.Module()
-            self.bbox_head.cls_convs = nn.ModuleList(
-                [nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))])
+            self.bbox_head.cls_convs = cls_branch()
+            if end2end:
+                self.bbox_head.one2one_cls_convs = cls_branch()
+                self.bbox_head.one2one_reg_convs = cls_branch()
 
         def forward(self, inputs, labels=None, mode='tensor'):
             y = self.bn(self.stem(torch.stack(inputs)))
             out = self.fc(y.mean((2, 3))) + self.bbox_head.cls_convs[0](y).mean((1, 2, 3))[:, None]
+            if end2end:
+                branches = (self.bbox_head.one2one_cls_convs, self.bbox_head.one2one_reg_convs)
+                out = out + sum(b[0](y).mean((1, 2, 3))[:, None] for b in branches)
             if mode == 'loss':
                 return dict(loss=((out - torch.stack(labels)) ** 2).sum())
             return out
@@ -169,14 +179,14 @@ class _Data(list):
     metainfo = dict(classes=('a', 'b', 'c'))
 
 
-def _runner(tmp_path, epochs, optimizer, warmup_epochs=3, **wrapper):
+def _runner(tmp_path, epochs, optimizer, warmup_epochs=3, end2end=False, **wrapper):
     """A Runner set up to the start of training (before_run, before_train), not trained."""
     from mmengine.runner import Runner
     gen = torch.Generator().manual_seed(0)
     data = _Data(dict(inputs=torch.randn(3, 8, 8, generator=gen), labels=torch.randn(1, generator=gen))
                  for _ in range(128))
     runner = Runner(
-        model=_toy_detector(), work_dir=str(tmp_path), experiment_name=f'musgd_{tmp_path.name}',
+        model=_toy_detector(end2end), work_dir=str(tmp_path), experiment_name=f'musgd_{tmp_path.name}',
         train_dataloader=dict(dataset=data, batch_size=16, sampler=dict(type='DefaultSampler'),
                               collate_fn=dict(type='pseudo_collate')),
         optim_wrapper=dict(type='OptimWrapper', constructor='YOLOOptimWrapperConstructor',
@@ -243,6 +253,42 @@ def test_auto_optimizer_above_10000_iterations(tmp_path, epochs, large, expected
     stuck = [n for b, (n, p) in zip(before, m.named_parameters()) if p.grad.abs().max() > 1e-6 and torch.equal(b, p)]
     assert stuck == []
     assert set(wrapper.optimizer.state[m.stem.weight]) == {'muon_momentum_buffer', 'momentum_buffer'}
+
+
+def test_musgd_boosts_both_class_branches_of_an_end_to_end_head(tmp_path):
+    """The reference gives Detect.cv3 and Detect.one2one_cv3 (YOLO26) LR x 3 in its MuSGD groups: ours
+    ``bbox_head.cls_convs`` and ``bbox_head.one2one_cls_convs``; the one-to-one box branch is not boosted."""
+    runner = _runner(tmp_path, 5001, dict(type='auto', weight_decay=5e-4), end2end=True)
+    runner.call_hook('before_run')
+    runner.call_hook('before_train')
+    head = runner.model.bbox_head
+    boosted = {id(p) for g in runner.optim_wrapper.optimizer.param_groups if g.get('yolo_lr_scale') == 3
+               for p in g['params']}
+    assert type(runner.optim_wrapper.optimizer).__name__ == 'MuSGD'
+    assert boosted == _ids([*head.cls_convs.parameters(), *head.one2one_cls_convs.parameters()])
+    assert not boosted & _ids(head.one2one_reg_convs.parameters())
+
+
+def test_musgd_boosted_parameters_of_yolo26_are_the_references():
+    """On the YOLO26-n config's model: the boosted prefixes select exactly the parameters whose reference
+    names are ``model.23.cv3.*`` and ``model.23.one2one_cv3.*`` (the reference's ``heads`` in build_optimizer)."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from convnextv2_yolo.converters import reference_key
+    from convnextv2_yolo.engine.optimizers.optimizer_decision import MUSGD_BOOSTED_PREFIXES
+    from tests.helpers.paths import ROOT
+    cfg = Config.fromfile(f'{ROOT}/configs/yolo26/yolo26_n_8xb16-500e_coco.py')
+    init_default_scope('mmdet')
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    names = [n for n, _ in model.named_parameters()]
+    ours = {reference_key(n, 'yolo26') for n in names if n.startswith(MUSGD_BOOSTED_PREFIXES)}
+    theirs = {k for k in (reference_key(n, 'yolo26') for n in names)
+              if k.startswith(('model.23.cv3.', 'model.23.one2one_cv3.'))}
+    assert ours == theirs
+    assert len([k for k in ours if 'one2one_cv3' in k]) == len([k for k in ours if '.cv3.' in k]) > 0
 
 
 def test_explicit_musgd_config_is_regrouped_before_the_run(tmp_path):

@@ -23,8 +23,9 @@ from typing import Any, Optional, Tuple
 # the reference's optimizer=auto: MuSGD (8.3: SGD) above this many iterations, else AdamW
 AUTO_MIN_LARGE_ITERATIONS = 10000
 AUTO_LARGE_OPTIMIZERS = ('MuSGD', 'SGD')
-# parameters whose LR the reference's MuSGD groups multiply by 3: the head's class branch (Detect.cv3)
-MUSGD_BOOSTED_PREFIX = 'bbox_head.cls_convs.'
+# parameters whose LR the reference's MuSGD groups multiply by 3: the head's class branches (Detect.cv3 and,
+# in end-to-end heads (YOLO26), Detect.one2one_cv3)
+MUSGD_BOOSTED_PREFIXES = ('bbox_head.cls_convs.', 'bbox_head.one2one_cls_convs.')
 MUSGD_LR_BOOST = 3.0
 # the reference's number of classes when the dataset names none (build_optimizer's nc default)
 DEFAULT_NUM_CLASSES = 10
@@ -120,7 +121,7 @@ class OptimizerChoice:
             constructor's groups; empty: the optimizer the constructor built is kept (its LR as
             mmengine's ``auto_scale_lr`` left it).
         reference_groups (bool): MuSGD's groups as the reference's (:func:`musgd_param_groups`:
-            2-D/4-D parameters in a Muon group, the class branch at LR x 3).
+            2-D/4-D parameters in a Muon group, the class branches at LR x 3).
         warmup_bias_lr (float, optional): Starting LR of the bias warmup; None keeps
             ``YOLOParamSchedulerHook.warmup_bias_lr`` (``optimizer=auto`` sets 0, as the reference).
         reason (str): One line for the log.

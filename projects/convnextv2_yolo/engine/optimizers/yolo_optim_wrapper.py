@@ -11,7 +11,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from .musgd import musgd_param_groups
-from .optimizer_decision import (MUSGD_BOOSTED_PREFIX, MUSGD_LR_BOOST, OptimizerChoice, OptimizerDecision,
+from .optimizer_decision import (MUSGD_BOOSTED_PREFIXES, MUSGD_LR_BOOST, OptimizerChoice, OptimizerDecision,
                                  OptimizerPolicy)
 
 # key of the decision's choice in the wrapper's state dict (so in checkpoints' `optimizer`)
@@ -75,7 +75,7 @@ class YOLOGradAccumulation:
         # the constructor's groups (parameters, weight decay, yolo_* tags): what a chosen optimizer is built over
         self._source_groups = [{k: v for k, v in g.items() if k in ('params', 'weight_decay') or k.startswith('yolo_')}
                                for g in self.optimizer.param_groups]
-        self._boosted: Optional[FrozenSet[int]] = None  # ids of the class branch's parameters (MuSGD LR x 3)
+        self._boosted: Optional[FrozenSet[int]] = None  # ids of the class branches' parameters (MuSGD LR x 3)
 
     # ------------------------------------------------------------ the decision
     def apply_decision(self, decision: OptimizerDecision, model: Optional[nn.Module] = None) -> str:
@@ -84,7 +84,8 @@ class YOLOGradAccumulation:
         Args:
             decision (OptimizerDecision): The run's decision.
             model (nn.Module, optional): The trained model; needed when the choice has the reference's
-                MuSGD groups (its ``bbox_head.cls_convs`` parameters get LR x 3).
+                MuSGD groups (its ``bbox_head.cls_convs`` and ``bbox_head.one2one_cls_convs`` parameters
+                get LR x 3).
 
         Returns:
             str: A one-line description (for the log).
@@ -98,7 +99,7 @@ class YOLOGradAccumulation:
         if model is not None:
             model = model.module if is_model_wrapper(model) else model
             self._boosted = frozenset(id(p) for n, p in model.named_parameters()
-                                      if n.startswith(MUSGD_BOOSTED_PREFIX))
+                                      if n.startswith(MUSGD_BOOSTED_PREFIXES))
         if decision.choice.settings:
             self._build_optimizer(decision.choice)
         self.decision = decision
@@ -114,8 +115,8 @@ class YOLOGradAccumulation:
         groups = [dict(g) for g in self._source_groups]
         if choice.reference_groups:
             if self._boosted is None:
-                raise TypeError(f'{type(self).__name__}: MuSGD needs the model to find its class branch '
-                                f'({MUSGD_BOOSTED_PREFIX}*, LR x {MUSGD_LR_BOOST:g})')
+                raise TypeError(f'{type(self).__name__}: MuSGD needs the model to find its class branches '
+                                f"({', '.join(p + '*' for p in MUSGD_BOOSTED_PREFIXES)}, LR x {MUSGD_LR_BOOST:g})")
             groups = musgd_param_groups(groups, self._boosted, settings.get('lr', 0.01), boost=MUSGD_LR_BOOST)
         self.optimizer = OPTIMIZERS.get(choice.name)(groups, **settings)
         if self.base_param_settings is not None:  # mmengine's record of the base LR (logged as base_lr)

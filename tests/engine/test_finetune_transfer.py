@@ -176,6 +176,53 @@ def test_explicit_width_wins_and_other_scale_is_left_alone(coco_ckpt, tiny_data,
     assert fit_head_to_checkpoint(model, path) == 80 and model.bbox_head.cls_channels == 80
 
 
+def _cfg26(tiny_data, work_dir, classes, load_from=None):
+    """The tiny recipe with the YOLO26-n model of configs/yolo26 (end-to-end head: two class branches)."""
+    cfg = _cfg(tiny_data, work_dir, classes, load_from=load_from)
+    cfg.model = Config.fromfile(osp.join(ROOT, 'configs', 'yolo26', 'yolo26_n_8xb16-500e_coco.py')).model
+    cfg.model.bbox_head.num_classes = len(classes)
+    return cfg
+
+
+def test_finetune_yolo26_keeps_and_remaps_both_class_branches(tiny_data, tmp_path):
+    """An 80-class YOLO26-n checkpoint (COCO names) into 5 classes: both class branches (the reference's
+    cv3 and one2one_cv3) keep the checkpoint's width 80 and get the rows of the matching names, as the
+    reference's ``_remap_cls_by_names``; every other tensor transfers."""
+    src_runner = RUNNERS.build(_cfg26(tiny_data, str(tmp_path / 'src'), coco_names()))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for t in src_runner.model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(torch.randn_like(t) * 0.1)
+    src = {k: v.clone() for k, v in src_runner.model.state_dict().items()}
+    path = str(tmp_path / 'yolo26_coco80.pth')
+    torch.save(dict(state_dict=src, meta=dict(dataset_meta=dict(classes=list(coco_names())))), path)
+
+    runner = RUNNERS.build(_cfg26(tiny_data, str(tmp_path / 'work'), FINETUNE_CLASSES, load_from=path))
+    head = runner.model.bbox_head
+    assert type(head).__name__ == 'YOLOE2EHead' and head.cls_channels == 80
+    assert tuple(head.one2one_cls_convs[0][-1].weight.shape) == (5, 80, 1, 1)
+    torch.manual_seed(1)
+    runner.model.init_weights()
+    init = {k: v.clone() for k, v in runner.model.state_dict().items()}
+    runner.load_checkpoint(path)
+    got = runner.model.state_dict()
+    final = {f'bbox_head.{b}.{i}.2.{p}' for b in ('cls_convs', 'one2one_cls_convs') for i in range(3)
+             for p in ('weight', 'bias')}
+    for key, value in got.items():
+        if key not in final:
+            torch.testing.assert_close(value, src[key], rtol=0, atol=0, msg=key)
+    coco = [n.lower() for n in coco_names()]
+    rows = {0: coco.index('car'), 1: coco.index('bus'), 3: coco.index('truck')}
+    for key in final:
+        for row in range(5):
+            expected = src[key][rows[row]] if row in rows else init[key][row]
+            torch.testing.assert_close(got[key][row], expected, rtol=0, atol=0, msg=f'{key} row {row}')
+    log = _log_text(runner)
+    assert f'{len(got)} of {len(got)} tensors transferred' in log
+    assert 'class rows copied by name (3 classes, 12 tensors): car->Car, bus->bus, truck->TRUCK ' in log
+
+
 def _renamed_annotations(tiny_data, tmp_path, names):
     """Copies of the tiny dataset's COCO files with the categories renamed ``names`` (in order)."""
     out = {}

@@ -3,9 +3,11 @@
 Follows the reference (Ultralytics 8.4, ``BaseModel.load`` and ``_remap_cls_by_names`` in
 ``ultralytics/nn/tasks.py``; see docs/reference_recipe.md, "Fine-tuning from a checkpoint"):
 
-- the class branch keeps the checkpoint's width ``c3`` (80 for a COCO YOLO11-n) instead of the
-  width the new ``num_classes`` gives (64 for 5 classes), when the head inputs match;
-- rows of the final class convolutions are copied by class name (case-insensitive, spaces
+- the class branch (both, in an end-to-end head) keeps the checkpoint's width ``c3`` (80 for a COCO
+  YOLO11-n or YOLO26-n) instead of the width the new ``num_classes`` gives (64 for 5 classes), when
+  the head inputs match;
+- rows of the final class convolutions (of both class branches in YOLO26's end-to-end head, the
+  reference's ``cv3`` and ``one2one_cv3``) are copied by class name (case-insensitive, spaces
   stripped) from the checkpoint's classes to the dataset's; unmatched rows keep their init;
 - every other tensor transfers when its shape matches.
 
@@ -32,7 +34,7 @@ from torch import nn
 from ..utils.class_names import checkpoint_classes
 from ..utils.malloc import configure_malloc
 
-HEAD_TYPES = tuple(f'{scope}{name}' for name in ('YOLOHead', 'YOLO11Head')
+HEAD_TYPES = tuple(f'{scope}{name}' for name in ('YOLOHead', 'YOLO11Head', 'YOLOE2EHead')
                    for scope in ('', 'convnextv2_yolo.', 'mmdet.'))
 NECK_TYPES = ('YOLOPAFPN', 'YOLO11PAFPN')
 # final class conv of a level: '<prefix>bbox_head.cls_convs.<level>.<index>.weight' (an nn.Conv2d child)
@@ -193,17 +195,24 @@ class TransferReport(NamedTuple):
         return '; '.join(parts)
 
 
+# class branches of a YOLOHead: the one-to-many (the reference's cv3) and, in end-to-end heads (YOLO26's
+# YOLOE2EHead), the one-to-one (one2one_cv3); the reference remaps the rows of both by name
+CLS_BRANCHES = ('cls_convs', 'one2one_cls_convs')
+
+
 def final_cls_conv_keys(model: nn.Module) -> List[str]:
-    """State-dict keys (weight, bias) of the last layer of every class branch of every
-    ``YOLOHead`` in ``model`` (the convs whose output rows are classes)."""
+    """State-dict keys (weight, bias) of the last layer of every class branch (``cls_convs`` and, in
+    end-to-end heads, ``one2one_cls_convs``) of every ``YOLOHead`` in ``model`` (the convs whose output
+    rows are classes)."""
     from ..dense_heads.yolo_head import YOLOHead
     keys = []
     for name, module in model.named_modules():
         if isinstance(module, YOLOHead):
             prefix = f'{name}.' if name else ''
-            for level, branch in enumerate(module.cls_convs):
-                keys += [f'{prefix}cls_convs.{level}.{len(branch) - 1}.{p}' for p, v in
-                         branch[-1].named_parameters(recurse=False) if v is not None]
+            for attr in CLS_BRANCHES:
+                for level, branch in enumerate(getattr(module, attr, None) or ()):
+                    keys += [f'{prefix}{attr}.{level}.{len(branch) - 1}.{p}' for p, v in
+                             branch[-1].named_parameters(recurse=False) if v is not None]
     return keys
 
 

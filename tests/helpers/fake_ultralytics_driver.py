@@ -1,8 +1,9 @@
 """Stands in for ``tools/analysis_tools/ultralytics_driver.py`` run in the reference's venv (tests only).
 
-Same sub-commands (``init``, ``train``, ``bench``) and the same outputs, made with our own YOLO11-n renamed to the
-reference's keys, so that ``train_parity.py`` converts and evaluates them for real. ``train`` records the
-settings it was given in ``<out>/args.json`` and "trains" nothing: every epoch's weights are the initial ones.
+Same sub-commands (``init``, ``train``, ``bench``) and the same outputs, made with our own YOLO11-n (YOLO26-n for
+``--model yolo26*.yaml``) renamed to the reference's keys, so that ``train_parity.py`` converts and evaluates them
+for real. ``train`` records the settings it was given in ``<out>/args.json`` and "trains" nothing: every epoch's
+weights are the initial ones.
 """
 import argparse
 import json
@@ -19,13 +20,14 @@ def init(args):
 
     from convnextv2_yolo.converters import config_path, reference_key
     init_default_scope('mmdet')
-    cfg = Config.fromfile(config_path('yolo11', 'n'))
+    arch = 'yolo26' if osp.basename(args.model).startswith('yolo26') else 'yolo11'
+    cfg = Config.fromfile(config_path(arch, 'n'))
     cfg.model.bbox_head.num_classes = args.nc
     torch.manual_seed(args.seed + 1)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    torch.save({reference_key(k, 'yolo11'): v for k, v in model.state_dict().items()}, args.out)
-    return dict(out=args.out)
+    torch.save({reference_key(k, arch): v for k, v in model.state_dict().items()}, args.out)
+    return dict(out=args.out, model=args.model)
 
 
 def train(args):
@@ -33,6 +35,8 @@ def train(args):
     with open(osp.join(args.out, 'args.json'), 'w') as f:
         json.dump(dict(vars(args), env_FAKE_REF_ENV=os.environ.get('FAKE_REF_ENV')), f)
     weights = torch.load(args.init)
+    # an end-to-end model (YOLO26: one-to-one branches) logs E2ELoss's one-to-one items: l1_loss, not dfl_loss
+    third = 'l1_loss' if any('one2one' in k for k in weights) else 'dfl_loss'
     log = osp.join(args.out, 'epochs.jsonl')
     with open(log, 'w') as f:
         for epoch in range(1, args.epochs + 1):
@@ -40,7 +44,7 @@ def train(args):
             torch.save(weights, ckpt)
             f.write(json.dumps({'epoch': epoch, 'seconds': 0.5 * epoch, 'checkpoint': ckpt, 'optimizer': 'AdamW',
                                 'train/box_loss': 3.0 / epoch, 'train/cls_loss': 4.0 / epoch,
-                                'train/dfl_loss': 2.0 / epoch}) + '\n')
+                                f'train/{third}': 2.0 / epoch}) + '\n')
     return dict(log=log)
 
 

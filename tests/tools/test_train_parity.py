@@ -134,3 +134,45 @@ def test_bad_arguments_are_named(data, tmp_path):
     assert res.returncode == 2 and '--sides reference needs --ref-python' in res.stderr
     res = run_tool([PY, TOOL, data.data_yaml, '--ref-env', 'A=1'], check=False)
     assert res.returncode == 2 and '--ref-env needs --ref-python' in res.stderr
+
+
+def test_yolo26_side_by_side(data, tmp_path):
+    """--ref-model yolo26n.yaml: our config defaults to YOLO26-n, both sides start from the same (converted)
+    weights, and the loss columns are the reference's E2ELoss items (box_loss, cls_loss, l1_loss: the
+    one-to-one branch's), ours read from o2o_bbox, o2o_cls, o2o_l1."""
+    work = str(tmp_path / 'parity')
+    run_tool([PY, TOOL, data.data_yaml, *COMMON, '--work-dir', work, '--ref-python', _fake_ref_python(tmp_path),
+              '--ref-model', 'yolo26n.yaml'])
+    with open(osp.join(work, 'parity.csv')) as f:
+        header = f.readline().strip().split(',')
+    assert header[-3:] == ['box_loss', 'cls_loss', 'l1_loss'] and 'dfl_loss' not in header
+    rows = _rows(work)
+    assert sorted((r['side'], r['epoch']) for r in rows) == [('ours', '1'), ('ours', '2'), ('reference', '1'),
+                                                             ('reference', '2')]
+    assert [float(r['l1_loss']) for r in rows if r['side'] == 'reference'] == [2.0, 1.0]
+    for r in rows:
+        assert float(r['box_loss']) > 0 and float(r['cls_loss']) > 0 and float(r['l1_loss']) > 0
+        assert 0.0 <= float(r['mAP50-95']) <= 1.0
+    init = torch.load(osp.join(work, 'seed0', 'init.pt'))
+    converted = torch.load(osp.join(work, 'seed0', 'init_converted.pth'), weights_only=False)['state_dict']
+    assert torch.equal(init['model.23.one2one_cv3.0.2.weight'], converted['bbox_head.one2one_cls_convs.0.2.weight'])
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(work, 'seed0', 'ours', 'parity_config.py'))
+    assert cfg.model.bbox_head.type == 'YOLOE2EHead' and cfg.model.bbox_head.num_classes == len(data.classes)
+    assert [h for h in cfg.custom_hooks if h.type == 'E2ELossScheduleHook']
+    summary = json.load(open(osp.join(work, 'summary.json')))
+    assert summary['settings']['ref_model'] == 'yolo26n.yaml'
+    assert summary['settings']['config'].endswith('configs/yolo26/yolo26_n_8xb16-500e_coco.py')
+
+
+def test_default_config_follows_the_reference_model():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('train_parity', osp.join(ROOT, TOOL))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for ref_model, config in (('yolo11n.yaml', 'yolo11/yolo11_n'), ('yolo26n.yaml', 'yolo26/yolo26_n'),
+                              ('yolo26s.yaml', 'yolo26/yolo26_s'), ('yolo26.yaml', 'yolo26/yolo26_n'),
+                              ('yolov8n.yaml', 'yolo11/yolo11_n')):
+        assert tool.default_config(ref_model).endswith(f'configs/{config}_8xb16-500e_coco.py'), ref_model
+    assert tool.loss_names('yolo26n.yaml')[1] == dict(box_loss='o2o_bbox', cls_loss='o2o_cls', l1_loss='o2o_l1')
+    assert tool.loss_names('yolo11n.yaml')[0] == ('box_loss', 'cls_loss', 'dfl_loss')

@@ -1,4 +1,4 @@
-"""Train our YOLO11 and the reference's side by side on one dataset and compare mAP and time.
+"""Train our YOLO11 (or YOLO26) and the reference's side by side on one dataset and compare mAP and time.
 
     python tools/analysis_tools/train_parity.py DATA_YAML --ref-python REF_VENV/bin/python \\
         [--config CFG] [--imgsz 320] [--epochs 60] [--batch 16] [--seeds 0 1] [--close-mosaic 10] \\
@@ -22,6 +22,11 @@ epoch and per second, both sides on the same axes, and the losses), ``summary.js
 ``--throughput``: seconds per epoch for every combination of ``--tp-threads``, ``--tp-workers`` and
 ``--tp-imgsz`` (``throughput.csv``/``.md``; no evaluation). Without ``--ref-python`` our side runs alone
 and the reference side is reported as skipped.
+
+``--ref-model yolo26n.yaml`` compares YOLO26 (our config then defaults to configs/yolo26/yolo26_n_*.py): the
+loss columns are ``box_loss, cls_loss, l1_loss``, the one-to-one branch's unweighted items (what the
+reference's ``E2ELoss`` logs; ours ``o2o_bbox, o2o_cls, o2o_l1``); the evaluator uses our config's test path
+for both sides (end-to-end top-k; ``--cfg-options model.test_cfg.end2end=False`` for one-to-many + NMS).
 
 Make the reference venv once (outside this repository; the package never depends on it)::
 
@@ -49,6 +54,30 @@ DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'yolo11', 'yolo11_n_8xb16-500e_coco.p
 SIDES = ('ours', 'reference')
 LOSSES = ('box_loss', 'cls_loss', 'dfl_loss')  # the reference's names; ours: loss_bbox, loss_cls, loss_dfl
 OUR_LOSSES = dict(box_loss='loss_bbox', cls_loss='loss_cls', dfl_loss='loss_dfl')
+# end-to-end models (YOLO26, yolo26*.yaml): the reference logs the one-to-one branch's unweighted items
+# (E2ELoss) as box_loss, cls_loss, l1_loss; ours logs them as o2o_bbox, o2o_cls, o2o_l1 (x batch, as ours)
+E2E_LOSSES = ('box_loss', 'cls_loss', 'l1_loss')
+E2E_OUR_LOSSES = dict(box_loss='o2o_bbox', cls_loss='o2o_cls', l1_loss='o2o_l1')
+
+
+def is_end2end(ref_model: str) -> bool:
+    """Whether the reference's model yaml is an end-to-end YOLO26 (``yolo26n.yaml``, ``yolo26.yaml``, ...)."""
+    return osp.basename(str(ref_model)).lower().startswith('yolo26')
+
+
+def loss_names(ref_model: str):
+    """``(the reference's logged loss names, {reference name: our logged key})`` for the reference's model."""
+    return (E2E_LOSSES, E2E_OUR_LOSSES) if is_end2end(ref_model) else (LOSSES, OUR_LOSSES)
+
+
+def default_config(ref_model: str) -> str:
+    """Our config matching the reference's model yaml: YOLO26 (``yolo26{scale}.yaml``) or YOLO11 (default),
+    at the yaml's scale letter (n when it names none)."""
+    name = osp.splitext(osp.basename(str(ref_model)))[0].lower()
+    family = 'yolo26' if is_end2end(ref_model) else 'yolo11'
+    scale = name[len(family):len(family) + 1] if name.startswith(family) else ''
+    scale = scale if scale and scale in 'nsmlx' else 'n'
+    return osp.join(ROOT, 'configs', family, f'{family}_{scale}_8xb16-500e_coco.py')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,7 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('data', metavar='DATA_YAML', help="dataset in the reference's layout")
     p.add_argument('--ref-python', help='python of a venv with ultralytics (the reference side is skipped without)')
     p.add_argument('--ref-model', default='yolo11n.yaml', help="the reference's model yaml (default yolo11n.yaml)")
-    p.add_argument('--config', default=DEFAULT_CONFIG, help='our config (default: YOLO11-n)')
+    p.add_argument('--config', default=None,
+                   help="our config (default: the --ref-model's: YOLO11-n for yolo11n.yaml, YOLO26-n for yolo26n.yaml)")
     p.add_argument('--imgsz', type=int, default=320)
     p.add_argument('--epochs', type=int, default=60)
     p.add_argument('--batch', type=int, default=16)
@@ -92,6 +122,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--tp-imgsz', type=int, nargs='+', default=[320, 640])
     p.add_argument('--tp-epochs', type=int, default=3, help='epochs per timing run (the first is not counted)')
     args = p.parse_args(argv)
+    if args.config is None:
+        args.config = default_config(args.ref_model)
     if not osp.isfile(args.data):
         p.error(f'DATA_YAML not found: {args.data}')
     if args.ref_python and not osp.isfile(args.ref_python):
@@ -240,9 +272,11 @@ def initial_weights(args: argparse.Namespace, seed: int, names: List[str], run_d
     return dict(reference=ref_pt, ours=ours)
 
 
-def our_rows(work_dir: str, seed: int, epochs: int, batch: int) -> Optional[List[dict]]:
+def our_rows(work_dir: str, seed: int, epochs: int, batch: int, our_losses: Optional[dict] = None
+             ) -> Optional[List[dict]]:
     """Per-epoch rows of a finished run of ours (None when it is missing or incomplete): seconds of the
-    train loop including data loading (sum of mmengine's per-iteration ``time``), losses per image."""
+    train loop including data loading (sum of mmengine's per-iteration ``time``), losses per image under
+    the reference's names (``our_losses``: reference name -> our logged key; default YOLO11's)."""
     from convnextv2_yolo.utils.demo_report import read_scalars
     stamps = sorted(d for d in os.listdir(work_dir) if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json'))) \
         if osp.isdir(work_dir) else []
@@ -256,7 +290,7 @@ def our_rows(work_dir: str, seed: int, epochs: int, batch: int) -> Optional[List
             return None
         row = dict(side='ours', seed=seed, epoch=e, seconds=sum(r['time'] for r in its),
                    checkpoint=osp.join(work_dir, f'epoch_{e}.pth'))
-        for ref_name, our_name in OUR_LOSSES.items():  # ours = per-image loss x batch (mmyolo's convention)
+        for ref_name, our_name in (our_losses or OUR_LOSSES).items():  # ours = per-image loss x batch
             row[ref_name] = statistics.fmean(r[our_name] for r in its) / batch
         out.append(row)
     return out
@@ -266,7 +300,8 @@ def train_ours(args, data_yaml: str, seed: int, imgsz: int, epochs: int, threads
                run_dir: str, load_from: Optional[str]) -> List[dict]:
     """Train our side (or, with ``--reuse``, read a finished run); its per-epoch rows."""
     work_dir = osp.join(run_dir, 'ours')
-    rows = our_rows(work_dir, seed, epochs, args.batch) if args.reuse else None
+    our_losses = loss_names(args.ref_model)[1]
+    rows = our_rows(work_dir, seed, epochs, args.batch, our_losses) if args.reuse else None
     if rows is not None:
         log(f'reusing our finished run in {work_dir}')
         return rows
@@ -274,14 +309,15 @@ def train_ours(args, data_yaml: str, seed: int, imgsz: int, epochs: int, threads
     cfg_path = our_config(args, data_yaml, seed, imgsz, epochs, workers, work_dir, load_from)
     run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg_path], osp.join(run_dir, 'ours_train.log'),
         env=thread_env(threads))
-    rows = our_rows(work_dir, seed, epochs, args.batch)
+    rows = our_rows(work_dir, seed, epochs, args.batch, our_losses)
     if rows is None:
         raise RuntimeError(f'our run logged fewer than {epochs} epochs ({work_dir})')
     return rows
 
 
-def reference_rows(out: str, seed: int, epochs: int) -> Optional[List[dict]]:
-    """Per-epoch rows the driver's callback wrote (None when missing or incomplete)."""
+def reference_rows(out: str, seed: int, epochs: int, losses=LOSSES) -> Optional[List[dict]]:
+    """Per-epoch rows the driver's callback wrote (None when missing or incomplete); ``losses``: the
+    reference's logged loss names."""
     path = osp.join(out, 'epochs.jsonl')
     if not osp.isfile(path):
         return None
@@ -293,7 +329,7 @@ def reference_rows(out: str, seed: int, epochs: int) -> Optional[List[dict]]:
     for r in rows:
         row = dict(side='reference', seed=seed, epoch=r['epoch'], seconds=r['seconds'],
                    checkpoint=r['checkpoint'], optimizer=r.get('optimizer'))
-        row.update({k: r.get(f'train/{k}') for k in LOSSES})
+        row.update({k: r.get(f'train/{k}') for k in losses})
         out_rows.append(row)
     return out_rows
 
@@ -302,7 +338,8 @@ def train_reference(args, data_yaml: str, seed: int, imgsz: int, epochs: int, th
                     run_dir: str, init: str) -> List[dict]:
     """Train the reference through the driver (or, with ``--reuse``, read a finished run); its rows."""
     out = osp.join(run_dir, 'reference')
-    rows = reference_rows(out, seed, epochs) if args.reuse else None
+    losses = loss_names(args.ref_model)[0]
+    rows = reference_rows(out, seed, epochs, losses) if args.reuse else None
     if rows is not None:
         log(f'reusing the reference\'s finished run in {out}')
     else:
@@ -311,7 +348,7 @@ def train_reference(args, data_yaml: str, seed: int, imgsz: int, epochs: int, th
              '--epochs', str(epochs), '--batch', str(args.batch), '--seed', str(seed),
              '--close-mosaic', str(args.close_mosaic), '--threads', str(threads), '--workers', str(workers),
              '--out', out], osp.join(run_dir, 'reference_train.log'), env=reference_env(args, threads))
-        rows = reference_rows(out, seed, epochs)
+        rows = reference_rows(out, seed, epochs, losses)
         if rows is None:
             raise RuntimeError(f'the reference logged fewer than {epochs} epochs ({out}/epochs.jsonl)')
     if args.ref_val:  # its own validator on its saved final model (fp16 EMA), rect and square
@@ -395,6 +432,11 @@ class Evaluator:
 CSV_FIELDS = ['side', 'seed', 'epoch', 'seconds', 'cum_seconds', 'mAP50-95', 'mAP50', *LOSSES]
 
 
+def csv_fields(losses=LOSSES) -> List[str]:
+    """The columns of ``parity.csv`` with the run's loss names (YOLO11's: :data:`CSV_FIELDS`)."""
+    return CSV_FIELDS[:-len(LOSSES)] + list(losses)
+
+
 def write_csv(rows: List[dict], path: str, fields: List[str]) -> None:
     from convnextv2_yolo.utils.checkpoint_io import write_atomic
     buf = io.StringIO(newline='')
@@ -450,14 +492,14 @@ def summary_markdown(summary: dict, args) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def plot(rows: List[dict], path: str, labels: Dict[str, str], title: str) -> str:
+def plot(rows: List[dict], path: str, labels: Dict[str, str], title: str, losses=LOSSES) -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     colors = dict(ours='tab:blue', reference='tab:orange')
     panels = [('epoch', 'mAP50-95', axes[0, 0]), ('cum_seconds', 'mAP50-95', axes[0, 1]),
-              ('epoch', 'mAP50', axes[0, 2])] + [('epoch', k, axes[1, i]) for i, k in enumerate(LOSSES)]
+              ('epoch', 'mAP50', axes[0, 2])] + [('epoch', k, axes[1, i]) for i, k in enumerate(losses)]
     for x, y, ax in panels:
         for side in SIDES:
             for i, seed in enumerate(sorted({r['seed'] for r in rows if r['side'] == side})):
@@ -467,7 +509,7 @@ def plot(rows: List[dict], path: str, labels: Dict[str, str], title: str) -> str
                     ax.plot(*zip(*pts), color=colors[side], linestyle=('-', '--', ':', '-.')[i % 4],
                             label=f'{labels.get(side, side)} seed {seed}')
         ax.set_xlabel('training seconds (data loading included)' if x == 'cum_seconds' else 'epoch')
-        ax.set_title(y + (' per image (train)' if y in LOSSES else ' (val, same COCO evaluator)'))
+        ax.set_title(y + (' per image (train)' if y in losses else ' (val, same COCO evaluator)'))
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(title)
@@ -486,6 +528,7 @@ def parity(args: argparse.Namespace) -> dict:
     data_yaml = absolute_data_yaml(args.data, args.work_dir)
     names = list(load_data_yaml(data_yaml).names)
     sides = active_sides(args)
+    losses = loss_names(args.ref_model)[0]
     labels = dict(ours=args.name or f'ours ({osp.basename(args.config)})', reference='reference (ultralytics)')
     rows: List[dict] = []
     own_val: Dict[str, list] = {}
@@ -532,11 +575,12 @@ def parity(args: argparse.Namespace) -> dict:
                     own_val.setdefault(key, []).append(dict(seed=seed, ours_evaluator=last['mAP50-95'], **last[key]))
         rows += seed_rows
         add_cumulative(rows)
-        write_csv(rows, osp.join(args.work_dir, 'parity.csv'), CSV_FIELDS)  # as it comes
+        write_csv(rows, osp.join(args.work_dir, 'parity.csv'), csv_fields(losses))  # as it comes
     summary = summarize(rows, labels)
     if own_val:
         summary['reference_own_validator'] = own_val
-    summary['settings'] = dict(data=args.data, config=args.config, imgsz=args.imgsz, epochs=args.epochs,
+    summary['settings'] = dict(data=args.data, config=args.config, ref_model=args.ref_model, imgsz=args.imgsz,
+                               epochs=args.epochs,
                                batch=args.batch, seeds=args.seeds, close_mosaic=args.close_mosaic,
                                threads=args.threads, workers=args.workers, finetune_from=args.finetune_from,
                                cfg_options=args.cfg_options, reference='skipped' if not args.ref_python
@@ -544,7 +588,7 @@ def parity(args: argparse.Namespace) -> dict:
     title = (f'{osp.basename(osp.dirname(osp.abspath(args.data)))}: {args.imgsz} px, {args.epochs} epochs, '
              f'batch {args.batch}, {args.threads} thread{"s" * (args.threads != 1)}, {args.workers} workers'
              + (', fine-tuned from a reference checkpoint' if args.finetune_from else ''))
-    summary['png'] = plot(rows, osp.join(args.work_dir, 'parity.png'), labels, title)
+    summary['png'] = plot(rows, osp.join(args.work_dir, 'parity.png'), labels, title, losses)
     return summary
 
 

@@ -289,3 +289,15 @@ def test_cli_export_and_infer_e2e_match_pytorch(tmp_path):
     res = run_tool([PY, 'tools/deployment/export_onnx.py', cfg_path, ckpt, str(tmp_path / 'bad.onnx'),
                     '--postprocess', 'nms'], check=False)
     assert res.returncode != 0 and 'this is an end-to-end model' in res.stderr, res.stderr[-2000:]
+
+
+def test_benchmark_e2e_mode(tmp_path):
+    """benchmark_onnx.py --e2e: YOLO26-n e2e / nms / raw and YOLO11-n nms / raw files timed in one run."""
+    out = str(tmp_path / 'bench.json')
+    res = run_tool([PY, 'tools/analysis_tools/benchmark_onnx.py', '--e2e', '--imgsz', '64', '--runs', '1',
+                    '--warmup', '0', '--threads', '1', '--json', out])
+    rows = json.load(open(out))
+    assert [(r['model'], r['postprocess']) for r in rows] == [
+        ('yolo26n', 'e2e'), ('yolo26n', 'nms'), ('yolo26n', 'none'), ('yolo11n', 'nms'), ('yolo11n', 'none')]
+    assert rows[0]['outputs'] == 'dets [1, 84, 6]' and all(r['median_ms'] > 0 for r in rows)  # 64 px: 84 anchors
+    assert 'YOLO26-n end-to-end (no NMS)' in res.stdout and 'vs YOLO11-n with NMS' in res.stdout

@@ -1,14 +1,21 @@
 """Detect objects in an image, a folder of images or a video.
 
     python tools/infer.py INPUT CONFIG CHECKPOINT [--out-dir outputs] [--device cpu]
-                          [--score-thr 0.3] [--data DATA_YAML] [--imgsz N]
+                          [--score-thr 0.3] [--data DATA_YAML] [--imgsz N] [--cfg-options k=v ...]
     python tools/infer.py INPUT MODEL.onnx --backend onnxruntime [--out-dir outputs] [--device cpu]
 
 With ``--backend onnxruntime`` a file written by tools/deployment/export_onnx.py
 runs under ONNX Runtime with the same letterbox (``LetterResize``), normalisation
 and rescaling as the PyTorch path, read from the file's metadata (classes, input
 size, mean/std, pad value); a file without that metadata is refused. The
-pictures and JSON are written as for a checkpoint, so both can be compared.
+pictures and JSON are written as for a checkpoint, so both can be compared. Any of the
+exported kinds runs: raw outputs (the head's NMS follows), NMS in the graph, or a YOLO26
+end-to-end file (``dets`` (B, K, 6), no NMS: only the metadata's ``score_thr`` is applied,
+then the boxes are mapped back to the original image).
+
+YOLO26 (an end-to-end head): the default draws the one-to-one branch's top-k detections
+without NMS; ``--cfg-options model.test_cfg.end2end=False`` draws the one-to-many branch
+with NMS. ``--score-thr`` only chooses the boxes drawn (the JSON keeps every detection).
 
 A model trained with ``tools/train.py CONFIG --data data.yaml`` is run with
 the same ``--data`` (or with the config its work dir holds).
@@ -25,6 +32,8 @@ OUT_DIR/<name>.mp4 with the boxes drawn on every frame.
 import argparse
 import os
 import os.path as osp
+
+from mmengine.config import DictAction
 
 import convnextv2_yolo  # noqa: F401
 
@@ -46,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--data', metavar='DATA_YAML', help='the data.yaml the model was trained with --data on '
                    '(sets its classes and num_classes on the config)')
     p.add_argument('--imgsz', type=int, help='inference image size (multiple of 32)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config keys (pytorch), e.g. model.test_cfg.end2end=False for YOLO26 with NMS')
     return p.parse_args()
 
 
@@ -54,7 +65,10 @@ def load_config(args: argparse.Namespace):
     from mmengine.config import Config
 
     from convnextv2_yolo.datasets.data_overrides import apply_data_args
-    return apply_data_args(Config.fromfile(args.config), args.data, args.imgsz)
+    cfg = apply_data_args(Config.fromfile(args.config), args.data, args.imgsz)
+    if getattr(args, 'cfg_options', None):  # after --data/--imgsz, as tools/test.py
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
 
 
 def _cuda() -> bool:
@@ -166,7 +180,8 @@ def main() -> None:
         if not osp.isfile(args.config):
             raise FileNotFoundError(f'ONNX file not found: {args.config}')
         extra = [name for name, given in (('CHECKPOINT', args.checkpoint), ('--data', args.data),
-                                          ('--imgsz', args.imgsz)) if given]
+                                          ('--imgsz', args.imgsz), ('--cfg-options', args.cfg_options))
+                 if given]
         if extra:
             raise SystemExit(f'--backend onnxruntime takes INPUT MODEL.onnx only, not {", ".join(extra)} (the classes, '
                              'input size and normalisation come from the file\'s metadata)')

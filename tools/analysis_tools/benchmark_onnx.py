@@ -1,7 +1,9 @@
-"""CPU (or GPU) latency of PyTorch eager vs ONNX Runtime for exported detectors.
+"""CPU (or GPU) latency of PyTorch eager vs ONNX Runtime for exported detectors; or (``--e2e``) of
+YOLO26-n's end-to-end file (no NMS) vs YOLO11-n's file with NMS, in the same run.
 
     python tools/analysis_tools/benchmark_onnx.py [--models yolo11n convnextv2-atto] [--imgsz 640]
         [--batch 1] [--threads 2] [--runs 20] [--warmup 3] [--device cpu] [--half] [--json out.json]
+    python tools/analysis_tools/benchmark_onnx.py --e2e [--imgsz 640] [--batch 1] [--threads 2] [--runs 50]
 
 For each model (random weights with the reference's head init, so that almost no score passes 0.001
 and the nms column is the graph's fixed cost; ConvNeXt V2 without its FCMAE init_cfg: nothing is
@@ -19,6 +21,13 @@ The three are timed in turn within each run, so that the load of a shared machin
 
 ONNX Runtime: intra-op threads = --threads, inter-op 1, all graph optimisations. --device cuda
 uses the TensorRT and CUDA providers when installed (--half: fp16 weights and input).
+
+--e2e: YOLO26-n and YOLO11-n (random weights, the reference's head init, as above), every ONNX Runtime
+file of both timed in turn within each run (one interleaved loop, so that the load hits all alike):
+YOLO26-n ``e2e`` (one-to-one branch + two-stage top-k, (B, 300, 6), no NMS: its cost does not depend on
+the scores), YOLO26-n ``nms`` (one-to-many branch + NMS, ``test_cfg.end2end=False``), YOLO11-n ``nms``
+and both ``none`` (raw) files; then the YOLO26-n e2e / YOLO11-n nms ratio. The ``nms`` graphs' cost
+grows with the candidates above score_thr (few with these weights: a lower bound for trained models).
 """
 import argparse
 import json
@@ -33,6 +42,7 @@ MODELS_CFG = {
     'yolo11n': 'configs/yolo11/yolo11_n_8xb16-500e_coco.py',
     'yolov8n': 'configs/yolov8/yolov8_n_8xb16-500e_coco.py',
     'convnextv2-atto': 'configs/convnextv2_yolo/yolo11_convnextv2-atto_fcmae_8xb16-300e_coco.py',
+    'yolo26n': 'configs/yolo26/yolo26_n_8xb16-500e_coco.py',
 }
 
 
@@ -47,6 +57,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--device', default='cpu', help='cpu or cuda[:N] (ONNX Runtime TensorRT/CUDA providers)')
     p.add_argument('--half', action='store_true', help='fp16 (CUDA only)')
     p.add_argument('--json', help='write the rows to this JSON file')
+    p.add_argument('--e2e', action='store_true',
+                   help='YOLO26-n end-to-end (no NMS) vs YOLO11-n with NMS, every file timed in one loop '
+                        '(--models is ignored)')
     return p.parse_args()
 
 
@@ -66,8 +79,9 @@ def _time(fns: dict, runs: int, warmup: int, sync=None) -> dict:
     return {key: dict(median_ms=round(statistics.median(v), 2), min_ms=round(min(v), 2)) for key, v in times.items()}
 
 
-def bench_model(name: str, args: argparse.Namespace, tmp: str) -> dict:
-    """One table row: PyTorch eager vs ONNX Runtime (raw and nms files) for ``name``."""
+def build_model(name: str, args: argparse.Namespace, tmp: str):
+    """The config (end2end=False for YOLO26: its raw/nms files are the one-to-many branch's), the model in
+    eval mode with the reference's head init, and its checkpoint."""
     import torch
     from mmdet.registry import MODELS
     from mmengine.config import Config
@@ -75,7 +89,6 @@ def bench_model(name: str, args: argparse.Namespace, tmp: str) -> dict:
     from mmengine.registry import init_default_scope
 
     from convnextv2_yolo.datasets.data_overrides import apply_data_args
-    from convnextv2_yolo.deployment import DenseOutputs, export_onnx, make_session, raw_to_nms
     cfg = apply_data_args(Config.fromfile(osp.join(ROOT, MODELS_CFG[name])), None, args.imgsz)
     cfg.model.backbone.init_cfg = None
     cfg.model.train_cfg = None
@@ -90,6 +103,17 @@ def bench_model(name: str, args: argparse.Namespace, tmp: str) -> dict:
     model.eval()
     ckpt = osp.join(tmp, f'{name}.pth')
     torch.save(dict(state_dict=model.state_dict()), ckpt)
+    if 'end2end' in (cfg.model.get('test_cfg') or {}):
+        cfg.model.test_cfg.end2end = False  # raw / nms files: the one-to-many branch
+    return cfg, model, ckpt
+
+
+def bench_model(name: str, args: argparse.Namespace, tmp: str) -> dict:
+    """One table row: PyTorch eager vs ONNX Runtime (raw and nms files) for ``name``."""
+    import torch
+
+    from convnextv2_yolo.deployment import DenseOutputs, export_onnx, make_session, raw_to_nms
+    cfg, model, ckpt = build_model(name, args, tmp)
     raw, nms = osp.join(tmp, f'{name}_raw.onnx'), osp.join(tmp, f'{name}_nms.onnx')
     export_onnx(cfg, ckpt, raw, imgsz=(args.imgsz, args.imgsz), batch=args.batch, postprocess='none',
                 half=args.half, device=args.device)
@@ -119,11 +143,66 @@ def bench_model(name: str, args: argparse.Namespace, tmp: str) -> dict:
     return row
 
 
+def bench_e2e(args: argparse.Namespace, tmp: str) -> list:
+    """YOLO26-n e2e / nms / raw and YOLO11-n nms / raw files under ONNX Runtime, timed in one loop."""
+    import copy
+
+    import numpy as np
+
+    from convnextv2_yolo.deployment import export_onnx, make_session, raw_to_nms
+    files = {}
+    for name in ('yolo26n', 'yolo11n'):
+        cfg, _, ckpt = build_model(name, args, tmp)
+        raw, nms = osp.join(tmp, f'{name}_raw.onnx'), osp.join(tmp, f'{name}_nms.onnx')
+        export_onnx(cfg, ckpt, raw, imgsz=(args.imgsz, args.imgsz), batch=args.batch, postprocess='none',
+                    half=args.half, device=args.device)
+        raw_to_nms(raw, nms)
+        if name == 'yolo26n':
+            e2e_cfg = copy.deepcopy(cfg)
+            e2e_cfg.model.test_cfg.end2end = True
+            files[(name, 'e2e')] = osp.join(tmp, f'{name}_e2e.onnx')
+            export_onnx(e2e_cfg, ckpt, files[(name, 'e2e')], imgsz=(args.imgsz, args.imgsz), batch=args.batch,
+                        postprocess='e2e', half=args.half, device=args.device)
+        files[(name, 'nms')], files[(name, 'none')] = nms, raw
+    feed = np.random.default_rng(0).random((args.batch, 3, args.imgsz, args.imgsz)).astype(
+        'float16' if args.half else 'float32')
+    fns, outputs, provider = {}, {}, None
+    for key, path in files.items():
+        sess = make_session(path, args.device, args.threads, half=args.half)
+        provider = sess.get_providers()[0]
+        outputs[key] = ', '.join(f'{o.name} {o.shape}' for o in sess.get_outputs())
+        fns[key] = (lambda s: lambda: s.run(None, {'images': feed}))(sess)
+    times = _time(fns, args.runs, args.warmup)
+    return [dict(model=name, postprocess=kind, outputs=outputs[(name, kind)], imgsz=args.imgsz, batch=args.batch,
+                 threads=args.threads, device=args.device, providers=provider, half=args.half,
+                 **times[(name, kind)]) for name, kind in files]
+
+
+def print_e2e(rows: list, args: argparse.Namespace) -> None:
+    print(f'\n| ONNX Runtime, {args.device}, batch {args.batch}, {args.imgsz} px, {args.threads} threads, median '
+          f'(min) of {args.runs} runs | file | outputs | ms |')
+    print('|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['model']} | {r['postprocess']} | {r['outputs']} | {r['median_ms']} ({r['min_ms']}) |")
+    by = {(r['model'], r['postprocess']): r for r in rows}
+    e2e, nms = by[('yolo26n', 'e2e')], by[('yolo11n', 'nms')]
+    print(f"\nYOLO26-n end-to-end (no NMS) {e2e['median_ms']} ms vs YOLO11-n with NMS {nms['median_ms']} ms: "
+          f"{nms['median_ms'] / e2e['median_ms']:.2f}x")
+
+
 def main() -> None:
     args = parse_args()
     import torch
     torch.set_num_threads(args.threads)
     os.environ.setdefault('OMP_NUM_THREADS', str(args.threads))
+    if args.e2e:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = bench_e2e(args, tmp)
+        print_e2e(rows, args)
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(rows, f, indent=1)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:

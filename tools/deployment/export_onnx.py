@@ -1,12 +1,17 @@
-"""Export a detector checkpoint to ONNX (raw decoded outputs, or decoding + NMS inside the graph).
+"""Export a detector checkpoint to ONNX (raw decoded outputs, decoding + NMS inside the graph, or the
+end-to-end detections of YOLO26 without NMS).
 
     python tools/deployment/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--imgsz 640] [--batch 1 | --dynamic [batch]]
-        [--postprocess {none,nms}] [--opset 18] [--simplify] [--half --device cuda:0]
+        [--postprocess {auto,none,nms,e2e}] [--opset 18] [--simplify] [--half --device cuda:0]
         [--data DATA_YAML] [--cfg-options k=v ...]
 
 --postprocess none: outputs boxes (B, A, 4) x1,y1,x2,y2 in network-input pixels and scores (B, A, C);
 --postprocess nms: num_dets (B, 1) int32, boxes (B, K, 4), scores (B, K), labels (B, K) int32 (K =
-max_per_img of the test config; padding after num_dets: boxes 0, scores 0, labels -1).
+max_per_img of the test config; padding after num_dets: boxes 0, scores 0, labels -1);
+--postprocess e2e (YOLO26, test_cfg.end2end=True): dets (B, K, 6) float32 = x1, y1, x2, y2, score, class
+(one-to-one branch, two-stage top-k, no NMS, no threshold; K = min(max_per_img, priors)).
+--postprocess auto (default): e2e for an end-to-end head (YOLOE2EHead with test_cfg.end2end=True), else nms.
+YOLO26 with NMS: --cfg-options model.test_cfg.end2end=False (the one-to-many branch; nms or none).
 The input is the normalised, letterboxed image (B, 3, H, W); the file's metadata (key 'convnextv2_yolo')
 holds the classes, input size, mean/std, letterbox pad value and the source config, which
 `tools/infer.py --backend onnxruntime` reads. Options follow tools/test.py (--data, --imgsz,
@@ -30,9 +35,11 @@ def parse_args() -> argparse.Namespace:
                    help='dynamic batch, height and width (--dynamic / --dynamic all) or batch only '
                         '(--dynamic batch); --imgsz is then the letterbox size')
     p.add_argument('--opset', type=int, default=18, help='ONNX opset (>= 18, default 18)')
-    p.add_argument('--postprocess', choices=['none', 'nms'], default='nms',
-                   help='nms (default): decoding, score threshold, class-aware NMS and top-k in the graph; '
-                        'none: raw decoded boxes and per-class scores')
+    p.add_argument('--postprocess', choices=['auto', 'none', 'nms', 'e2e'], default='auto',
+                   help='nms: decoding, score threshold, class-aware NMS and top-k in the graph; '
+                        'none: raw decoded boxes and per-class scores; e2e: an end-to-end head\'s (B, K, 6) '
+                        'top-k detections without NMS; auto (default): e2e for an end-to-end head with '
+                        'test_cfg.end2end=True, else nms')
     p.add_argument('--simplify', action='store_true', help='simplify the graph with onnxslim')
     p.add_argument('--half', action='store_true', help='float16 (needs CUDA and onnxruntime-gpu)')
     p.add_argument('--device', default='cpu', help='device the model is traced on (cuda:0 for --half)')
@@ -57,7 +64,7 @@ def main() -> None:
     except (ExportError, FileNotFoundError) as e:
         raise SystemExit(f'export_onnx: {e}') from None
     print(f'wrote {args.out}: input images ({"B" if args.dynamic else args.batch}, 3, '
-          f'{"H" if args.dynamic else h}, {"W" if args.dynamic else w}), postprocess {args.postprocess}')
+          f'{"H" if args.dynamic else h}, {"W" if args.dynamic else w}), postprocess {meta["postprocess"]}')
     for name, desc in meta['outputs'].items():
         print(f'  {name}: {desc}')
 

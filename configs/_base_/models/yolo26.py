@@ -65,10 +65,10 @@ model = dict(
             min_gt_size=16)),
     test_cfg=dict(
         # True: the one-to-one branch, top max_per_img (anchor, class) pairs, no NMS (the reference's
-        # nms=False / end2end=True); False: the one-to-many branch with the NMS below (its default nms=None)
+        # nms=False / end2end=True; an nms key here would be ignored, with a warning). False: the
+        # one-to-many branch with NMS (the reference's default nms=None), by default the head's
+        # NMS_DEFAULTS: nms_pre=30000, nms=dict(type='nms', iou_threshold=0.7), multi_label=True
+        # (e.g. --cfg-options model.test_cfg.end2end=False model.test_cfg.nms.iou_threshold=0.6)
         end2end=True,
         score_thr=0.001,
-        max_per_img=300,
-        nms_pre=30000,
-        nms=dict(type='nms', iou_threshold=0.7),
-        multi_label=True))
+        max_per_img=300))

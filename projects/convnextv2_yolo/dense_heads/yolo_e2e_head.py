@@ -6,12 +6,14 @@ ones, run on detached features while training, and their decoded outputs are red
 top-k instead of NMS.
 """
 import copy
+import logging
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
+from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -69,6 +71,13 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
       end-to-end ``non_max_suppression`` path: strict, no IoU suppression);
     * ``end2end=False``: the one-to-many branch through :meth:`YOLOHead.predict_by_feat` (``score_thr``,
       ``nms_pre``, ``nms``, ``max_per_img``, ``multi_label``): the reference's default ``nms=None`` path.
+      Keys left out take the reference's values (:attr:`NMS_DEFAULTS`: ``nms_pre=30000``,
+      ``nms=dict(type='nms', iou_threshold=0.7)``, ``multi_label=True``), so
+      ``--cfg-options model.test_cfg.end2end=False`` is enough to switch.
+
+    NMS never runs on the one-to-one output (the reference refuses ``nms=True`` for end-to-end
+    models): with ``end2end=True`` the NMS keys (``nms``, ``nms_pre``, ``multi_label``) are ignored,
+    and a test config that has them gets a warning (once per head) saying so.
 
     Boxes are rescaled to the original image as :class:`YOLOHead` does.
 
@@ -109,9 +118,14 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
         degenerate_log_interval (int): As :class:`YOLOHead`.
         train_cfg (dict, optional): ``assigner`` (one-to-many) and ``o2o_assigner`` (one-to-one).
         test_cfg (dict, optional): ``end2end`` (default True), ``max_per_img``, ``score_thr``; with
-            ``end2end=False`` also ``nms_pre``, ``nms``, ``multi_label``.
+            ``end2end=False`` also ``nms_pre``, ``nms``, ``multi_label`` (defaults
+            :attr:`NMS_DEFAULTS`; see :meth:`resolve_test_cfg`).
         init_cfg (dict | list[dict], optional): Initialisation config.
     """
+
+    # the one-to-many branch's NMS settings when test_cfg.end2end=False leaves them out: the
+    # reference's validation defaults (iou=0.7, max_nms=30000, multi_label)
+    NMS_DEFAULTS = dict(nms_pre=30000, nms=dict(type='nms', iou_threshold=0.7), multi_label=True)
 
     def __init__(self,
                  num_classes: int,
@@ -143,6 +157,7 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
         # the reference copies before its bias init: both branches start equal
         self.one2one_reg_convs = copy.deepcopy(self.reg_convs)
         self.one2one_cls_convs = copy.deepcopy(self.cls_convs)
+        self._warned_nms = False  # NMS keys in an end-to-end test config: warned once
 
     def init_weights(self) -> None:
         """The reference's ``Detect.bias_init`` for both branches (box bias 2.0, class bias
@@ -170,6 +185,38 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
         o2o_cls = [cls(feat) for feat, cls in zip(feats, self.one2one_cls_convs)]
         o2o_bbox = [reg(feat) for feat, reg in zip(feats, self.one2one_reg_convs)]
         return cls_scores, bbox_preds, o2o_cls, o2o_bbox
+
+    def resolve_test_cfg(self, cfg: OptConfigType = None) -> dict:
+        """The test config as prediction applies it (``self.test_cfg`` if ``cfg`` is None).
+
+        ``end2end`` (default True), ``score_thr`` (0.001) and ``max_per_img`` (300) always;
+        with ``end2end=False`` also ``nms_pre``, ``nms`` and ``multi_label``, missing ones (and
+        missing keys of ``nms``) taken from :attr:`NMS_DEFAULTS`. With ``end2end=True`` the NMS keys
+        are dropped, with a warning (once per head) when the config has them: NMS added to an
+        end-to-end model by mistake.
+
+        Returns:
+            dict: A new dict (the config is not modified).
+        """
+        cfg = dict((self.test_cfg if cfg is None else cfg) or {})
+        out = dict(cfg, end2end=bool(cfg.get('end2end', True)), score_thr=float(cfg.get('score_thr', 0.001)),
+                   max_per_img=int(cfg.get('max_per_img', 300)))
+        if not out['end2end']:
+            for key, value in self.NMS_DEFAULTS.items():
+                out.setdefault(key, copy.deepcopy(value))
+            out['nms'] = dict(self.NMS_DEFAULTS['nms'], **dict(out['nms'] or {}))
+            return out
+        ignored = [key for key in self.NMS_DEFAULTS if key in out]
+        if ignored and not self._warned_nms:
+            self._warned_nms = True
+            print_log(f'YOLOE2EHead: test_cfg.end2end=True: the one-to-one branch\'s top-{out["max_per_img"]} '
+                      'detections are final and take no NMS (the reference\'s nms=False); test_cfg '
+                      f'{", ".join(f"{k}={out[k]}" for k in ignored)} ignored. For detections with NMS set '
+                      'test_cfg.end2end=False (the one-to-many branch + NMS, the reference\'s default nms=None); '
+                      'NMS on the one-to-one output is not supported', logger='current', level=logging.WARNING)
+        for key in ignored:
+            del out[key]
+        return out
 
     def predict_dense(self, cls_scores: List[Tensor], bbox_preds: List[Tensor], max_det: int = 300) -> Tensor:
         """End-to-end detections of one branch, before any threshold: the reference's eval output with
@@ -215,8 +262,8 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
             list[InstanceData]: ``bboxes`` (K, 4), ``scores`` (K,), ``labels`` (K,) per image, by
             descending score (K <= ``max_per_img``).
         """
-        cfg = dict((self.test_cfg if cfg is None else cfg) or {})
-        if not cfg.get('end2end', True):
+        cfg = self.resolve_test_cfg(cfg)
+        if not cfg['end2end']:
             return super().predict_by_feat(cls_scores, bbox_preds, None, batch_img_metas, cfg, rescale, with_nms)
         if o2o_cls_scores is None or o2o_bbox_preds is None:
             raise ValueError('YOLOE2EHead.predict_by_feat: end2end=True needs the one-to-one outputs '
@@ -224,8 +271,8 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
         num_imgs = o2o_cls_scores[0].shape[0]
         if rescale and (batch_img_metas is None or len(batch_img_metas) != num_imgs):
             raise ValueError('YOLOE2EHead.predict_by_feat: rescale=True needs one img_meta per image')
-        dets = self.predict_dense(o2o_cls_scores, o2o_bbox_preds, cfg.get('max_per_img', 300))
-        score_thr = cfg.get('score_thr', 0.001)
+        dets = self.predict_dense(o2o_cls_scores, o2o_bbox_preds, cfg['max_per_img'])
+        score_thr = cfg['score_thr']
         metas = batch_img_metas if batch_img_metas is not None else [{}] * num_imgs
         results = []
         for img_dets, meta in zip(dets, metas):

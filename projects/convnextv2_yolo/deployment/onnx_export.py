@@ -1,6 +1,7 @@
-"""Export a YOLOHead detector to ONNX: raw decoded outputs, or decoding + NMS in one graph.
+"""Export a YOLOHead detector to ONNX: raw decoded outputs, decoding + NMS in one graph, or the
+end-to-end (NMS-free) detections of a YOLOE2EHead (YOLO26).
 
-Two kinds of file (``postprocess``):
+Three kinds of file (``postprocess``):
 
 - ``'none'``: inputs ``images`` (B, 3, H, W) (normalised as the model's data
   preprocessor does: ``(pixel - mean) / std``, RGB when ``bgr_to_rgb``);
@@ -19,6 +20,20 @@ Two kinds of file (``postprocess``):
   ``scores`` (B, K) float32, ``labels`` (B, K) int32, each image's
   detections first by descending score, then padding (boxes 0, scores 0,
   labels -1) after ``num_dets``.
+- ``'e2e'`` (a :class:`YOLOE2EHead` with ``test_cfg.end2end=True``, YOLO26): the
+  backbone, neck and one-to-one branch only, decoded (``anchor -/+ dist * stride``,
+  sigmoid scores) and reduced by the reference's two-stage top-k
+  (:func:`topk_detections`), no NMS op: one output ``dets`` (B, K, 6) float32 =
+  x1, y1, x2, y2 (network-input pixels), score, class index (as a float), by
+  descending score, K = min(``max_per_img``, A) (300; the metadata's ``max_det``).
+  No score threshold in the graph: the caller keeps ``score > score_thr``. The
+  reference's ``format=onnx, nms=False`` file (``output0``).
+
+``'none'`` and ``'nms'`` of a YOLOE2EHead need ``test_cfg.end2end=False`` (the
+one-to-many branch, as YOLO11's head); ``'e2e'`` needs ``end2end=True``: the file
+always computes what ``tools/test.py`` runs with the same config. An end-to-end
+model's detections never go through NMS (the reference refuses ``nms=True`` for
+end-to-end models): :func:`add_nms` / :func:`raw_to_nms` refuse ``'e2e'`` files.
 
 BatchNorm is fused into the preceding convolutions (mmcv's ``fuse_conv_bn``)
 and the fused model is checked against the unfused one before export. The
@@ -40,9 +55,11 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..dense_heads.yolo_head import YOLOHead
+
 METADATA_KEY = 'convnextv2_yolo'
 METADATA_VERSION = 1
-POSTPROCESS = ('none', 'nms')
+POSTPROCESS = ('none', 'nms', 'e2e')
 # the test pipeline the ONNX Runtime path re-creates from the metadata
 _PIPELINE_TYPES = {'LoadImageFromFile', 'mmdet.LoadImageFromFile', 'LetterResize', 'LoadAnnotations',
                    'mmdet.LoadAnnotations', 'PackDetInputs', 'mmdet.PackDetInputs'}
@@ -75,8 +92,45 @@ class DenseOutputs(nn.Module):
 
     def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:
         head = self.detector.bbox_head
-        cls_scores, bbox_dists = head(self.detector.extract_feat(images))
+        # YOLOHead's forward: the one-to-many branch only, also for a YOLOE2EHead
+        cls_scores, bbox_dists = YOLOHead.forward(head, self.detector.extract_feat(images))
         return head.decode_dense(cls_scores, bbox_dists)
+
+
+class EndToEndOutputs(nn.Module):
+    """A YOLOE2EHead detector as the end-to-end ONNX graph: images -> (B, K, 6) detections, no NMS.
+
+    Only the one-to-one branch runs (the reference's fused end-to-end model drops the one-to-many
+    branch); its outputs are decoded and reduced as :meth:`YOLOE2EHead.predict_dense` does.
+
+    Args:
+        detector (nn.Module): A built mmdet detector with a :class:`YOLOE2EHead` ``bbox_head``.
+        max_det (int): Detections per image (the test config's ``max_per_img``).
+
+    Forward:
+        images (Tensor): (B, 3, H, W) normalised images.
+
+    Returns:
+        Tensor: (B, min(max_det, A), 6) = x1, y1, x2, y2, score, class (float32).
+    """
+
+    def __init__(self, detector: nn.Module, max_det: int = 300) -> None:
+        super().__init__()
+        self.detector = detector
+        self.max_det = int(max_det)
+
+    def dense(self, images: Tensor) -> Tuple[Tensor, Tensor]:
+        """The one-to-one branch decoded for every prior: boxes (B, A, 4), scores (B, A, C)."""
+        head = self.detector.bbox_head
+        feats = self.detector.extract_feat(images)
+        cls_scores = [cls(f) for f, cls in zip(feats, head.one2one_cls_convs)]
+        bbox_preds = [reg(f) for f, reg in zip(feats, head.one2one_reg_convs)]
+        return head.decode_dense(cls_scores, bbox_preds)
+
+    def forward(self, images: Tensor) -> Tensor:
+        from ..dense_heads.yolo_e2e_head import topk_detections
+        boxes, scores = self.dense(images)
+        return topk_detections(boxes, scores, self.max_det)
 
 
 # ------------------------------------------------------------------- model
@@ -171,7 +225,9 @@ def fuse_batchnorm(model: nn.Module, example: Tensor) -> nn.Module:
     """Fuse every BatchNorm into its convolution (mmcv's ``fuse_conv_bn``), checked on ``example``.
 
     Args:
-        model (nn.Module): A :class:`DenseOutputs` in eval mode (modified in place).
+        model (nn.Module): A :class:`DenseOutputs` or :class:`EndToEndOutputs` (whose dense,
+            pre-top-k outputs are compared: near-tied scores may swap places in a top-k) in eval
+            mode (modified in place).
         example (Tensor): (B, 3, H, W) input for the check.
 
     Returns:
@@ -183,10 +239,11 @@ def fuse_batchnorm(model: nn.Module, example: Tensor) -> nn.Module:
             or a BatchNorm could not be fused.
     """
     from mmcv.cnn import fuse_conv_bn
+    run = getattr(model, 'dense', model)
     with torch.no_grad():
-        before = model(example)
+        before = run(example)
         fuse_conv_bn(model)
-        after = model(example)
+        after = run(example)
     left = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if left:
         raise ExportError(f'BatchNorm layers not preceded by a convolution cannot be fused: {left[:5]}')
@@ -204,13 +261,20 @@ def check_test_cfg(test_cfg: dict, postprocess: str) -> dict:
 
     Returns:
         dict: ``score_thr``, ``nms_pre``, ``iou_threshold``, ``max_per_img``,
-        ``multi_label``.
+        ``multi_label``; for ``postprocess='e2e'`` ``end2end`` (True), ``score_thr``
+        and ``max_per_img`` only (the file has no NMS).
 
     Raises:
         ExportError: soft-NMS, class-agnostic NMS, ``offset=1``, a non-positive
             ``max_per_img`` or an unknown NMS key with ``postprocess='nms'``.
     """
     cfg = dict(test_cfg or {})
+    if postprocess == 'e2e':
+        out = dict(end2end=True, score_thr=float(cfg.get('score_thr', 0.001)),
+                   max_per_img=int(cfg.get('max_per_img', 300)))
+        if out['max_per_img'] <= 0:
+            raise ExportError(f"max_per_img={out['max_per_img']}: the end-to-end graph keeps a fixed K > 0")
+        return out
     nms = dict(cfg.get('nms') or {})
     out = dict(score_thr=float(cfg.get('score_thr', 0.001)), nms_pre=int(cfg.get('nms_pre', 30000)),
                iou_threshold=float(nms.get('iou_threshold', 0.7)), max_per_img=int(cfg.get('max_per_img', 300)),
@@ -299,6 +363,8 @@ def append_nms(model, test: dict) -> None:
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
     graph = model.graph
+    if [o.name for o in graph.output] == list(output_names('e2e')):
+        raise ExportError(_E2E_NO_NMS)
     if [o.name for o in graph.output] != ['boxes', 'scores']:
         raise ExportError('append_nms needs a raw file with outputs boxes, scores; got '
                           f'{[o.name for o in graph.output]}')
@@ -393,6 +459,49 @@ def _free_names(graph, names: set) -> None:
 
 
 # -------------------------------------------------------------------- export
+def _is_end2end_head(head: nn.Module) -> bool:
+    return hasattr(head, 'one2one_cls_convs') and hasattr(head, 'resolve_test_cfg')
+
+
+def resolve_postprocess(head: nn.Module, postprocess: str) -> Tuple[str, dict]:
+    """The kind of file a head exports to (``'auto'`` resolved) and its effective test config.
+
+    ``'auto'``: ``'e2e'`` for a :class:`YOLOE2EHead` with ``test_cfg.end2end=True`` (YOLO26's
+    default), ``'nms'`` otherwise.
+
+    Returns:
+        tuple: (``'none'`` | ``'nms'`` | ``'e2e'``, the head's test config as prediction applies it).
+
+    Raises:
+        ExportError: ``'e2e'`` for a head without one-to-one branch or with ``end2end=False``;
+            ``'none'`` / ``'nms'`` for an end-to-end head with ``end2end=True`` (NMS on its
+            one-to-one output is what the reference refuses too).
+    """
+    if postprocess not in POSTPROCESS + ('auto',):
+        raise ExportError(f"--postprocess must be one of {POSTPROCESS + ('auto',)}, got {postprocess!r}")
+    if not _is_end2end_head(head):
+        if postprocess == 'e2e':
+            raise ExportError(f'--postprocess e2e needs an end-to-end head (YOLOE2EHead: YOLO26 and its backbone '
+                              f'swaps); this config builds a {type(head).__name__}, whose detections need NMS: '
+                              "export --postprocess nms (NMS in the graph) or none (raw outputs)")
+        return ('nms' if postprocess == 'auto' else postprocess), dict(head.test_cfg or {})
+    end2end = bool(dict(head.test_cfg or {}).get('end2end', True))
+    if postprocess == 'auto':
+        postprocess = 'e2e' if end2end else 'nms'
+    if end2end and postprocess != 'e2e':
+        raise ExportError(f'--postprocess {postprocess}: this is an end-to-end model (YOLOE2EHead with '
+                          'test_cfg.end2end=True): its one-to-one detections are final and take no NMS (the '
+                          'reference refuses nms=True for end-to-end models). Export --postprocess e2e (the '
+                          "default for it: top-k in the graph, no NMS), or add --cfg-options "
+                          'model.test_cfg.end2end=False to export the one-to-many branch with NMS (nms) or its '
+                          'raw outputs (none), as tools/test.py evaluates it with that option')
+    if not end2end and postprocess == 'e2e':
+        raise ExportError('--postprocess e2e: this config sets test_cfg.end2end=False (the one-to-many branch '
+                          'with NMS, as tools/test.py evaluates it); drop that option to export the one-to-one '
+                          'branch without NMS, or export --postprocess nms / none')
+    return postprocess, head.resolve_test_cfg()
+
+
 def _check_half(half: bool, device: str) -> None:
     if not half:
         return
@@ -424,7 +533,9 @@ def export_onnx(cfg, checkpoint: str, out_file: str, imgsz: Sequence[int] = (640
         half (bool): float16 weights and input (outputs float32); needs CUDA
             and an ONNX Runtime GPU provider, else refused.
         simplify (bool): Run onnxslim on the graph.
-        postprocess (str): ``'none'`` or ``'nms'`` (module doc).
+        postprocess (str): ``'none'``, ``'nms'``, ``'e2e'`` (module doc) or ``'auto'``
+            (``'e2e'`` for an end-to-end head in ``end2end`` mode, else ``'nms'``;
+            :func:`resolve_postprocess`).
         device (str): Device the model is traced on.
 
     Returns:
@@ -434,8 +545,8 @@ def export_onnx(cfg, checkpoint: str, out_file: str, imgsz: Sequence[int] = (640
         ExportError: an option or the model cannot be exported (with the reason),
             or the checkpoint does not fit the config (first mismatched key).
     """
-    if postprocess not in POSTPROCESS:
-        raise ExportError(f'--postprocess must be one of {POSTPROCESS}, got {postprocess!r}')
+    if postprocess not in POSTPROCESS + ('auto',):
+        raise ExportError(f"--postprocess must be one of {POSTPROCESS + ('auto',)}, got {postprocess!r}")
     if opset < 18:
         raise ExportError(f'--opset {opset}: torch\'s ONNX exporter writes opset 18 or later')
     if dynamic not in (False, True, 'all', 'batch'):
@@ -444,16 +555,18 @@ def export_onnx(cfg, checkpoint: str, out_file: str, imgsz: Sequence[int] = (640
         raise ExportError(f'--batch must be >= 1, got {batch}')
     _check_half(half, device)
     model, names = load_detector(cfg, checkpoint)
+    postprocess, head_test_cfg = resolve_postprocess(model.bbox_head, postprocess)
     stride = max(model.bbox_head.featmap_strides)
     h, w = (int(imgsz[0]), int(imgsz[1]))
     if h % stride or w % stride or h <= 0 or w <= 0:
         raise ExportError(f'--imgsz {h}x{w} must be positive multiples of the largest stride {stride}')
-    test = check_test_cfg(model.bbox_head.test_cfg, postprocess)
+    test = check_test_cfg(head_test_cfg, postprocess)
     letter = _letterbox_of(cfg)
     if tuple(letter['scale']) != (w, h):
         print(f'letterbox: {w}x{h} (the config\'s test pipeline says {letter["scale"][0]}x{letter["scale"][1]})')
         letter['scale'] = [w, h]
-    wrapper = DenseOutputs(model).eval()
+    e2e = postprocess == 'e2e'
+    wrapper = (EndToEndOutputs(model, test['max_per_img']) if e2e else DenseOutputs(model)).eval()
     example = torch.rand(batch, 3, h, w)
     fuse_batchnorm(wrapper, example)
     if half:
@@ -467,15 +580,18 @@ def export_onnx(cfg, checkpoint: str, out_file: str, imgsz: Sequence[int] = (640
         dynamic_shapes = {'images': axes}
     with torch.no_grad():
         program = torch.onnx.export(wrapper, (example,), None, dynamo=True, opset_version=opset,
-                                    input_names=['images'], output_names=['boxes', 'scores'],
+                                    input_names=['images'], output_names=list(output_names('e2e' if e2e else 'none')),
                                     dynamic_shapes=dynamic_shapes, verbose=False)
     onnx_model = program.model_proto
+    num_priors = sum((h // s) * (w // s) for s in model.bbox_head.featmap_strides)
+    max_det = min(test['max_per_img'], num_priors) if e2e else None
     meta = dict(version=METADATA_VERSION, classes=list(names), input_size=[h, w], batch=None if dynamic else batch,
-                dynamic='batch' if dynamic == 'batch' else bool(dynamic), half=bool(half), postprocess='none',
+                dynamic='batch' if dynamic == 'batch' else bool(dynamic), half=bool(half),
+                postprocess='e2e' if e2e else 'none', end2end=e2e, max_det=max_det,
                 strides=list(model.bbox_head.featmap_strides), letterbox=letter, test_cfg=test,
-                nms=dict((model.bbox_head.test_cfg or {}).get('nms') or {}),
+                nms={} if e2e else dict(head_test_cfg.get('nms') or {}),
                 **_preprocessor_of(model),
-                outputs=_describe_outputs('none', test['max_per_img'], len(names)),
+                outputs=_describe_outputs('e2e' if e2e else 'none', max_det or test['max_per_img'], len(names)),
                 config=cfg.pretty_text, config_file=str(getattr(cfg, 'filename', '') or ''),
                 checkpoint=osp.basename(checkpoint))
     if postprocess == 'nms':
@@ -488,8 +604,11 @@ def add_nms(model, meta: dict) -> None:
     """:func:`append_nms` with the metadata's test config, and the metadata updated to match.
 
     Raises:
-        ExportError: as :func:`check_test_cfg`, or the model is not a raw file.
+        ExportError: as :func:`check_test_cfg`, or the model is not a raw file (an end-to-end
+            ``e2e`` file is refused: its detections take no NMS).
     """
+    if meta.get('postprocess') == 'e2e' or meta.get('end2end'):
+        raise ExportError(_E2E_NO_NMS)
     test = check_test_cfg(dict(score_thr=meta['test_cfg']['score_thr'], nms_pre=meta['test_cfg']['nms_pre'],
                                max_per_img=meta['test_cfg']['max_per_img'],
                                multi_label=meta['test_cfg']['multi_label'], nms=meta.get('nms') or {}), 'nms')
@@ -510,6 +629,8 @@ def raw_to_nms(raw_file: str, out_file: str, simplify: bool = False) -> dict:
     """
     import onnx
     meta = read_onnx_metadata(raw_file)
+    if meta['postprocess'] == 'e2e' or meta.get('end2end'):
+        raise ExportError(f'{raw_file}: {_E2E_NO_NMS}')
     if meta['postprocess'] != 'none':
         raise ValueError(f"{raw_file} is a --postprocess {meta['postprocess']} file; a raw (none) one is needed")
     model = onnx.load(raw_file)
@@ -540,7 +661,16 @@ def save_onnx(model, meta: dict, out_file: str, simplify: bool = False) -> None:
             os.remove(tmp)
 
 
+_E2E_NO_NMS = ('an end-to-end (e2e) file: its detections come from the one-to-one branch\'s top-k and take no NMS '
+               '(the reference refuses nms=True for end-to-end models); for a file with NMS, export the '
+               'checkpoint again with --cfg-options model.test_cfg.end2end=False --postprocess nms '
+               '(the one-to-many branch)')
+
+
 def _describe_outputs(postprocess: str, k: int, c: int) -> Dict[str, str]:
+    if postprocess == 'e2e':
+        return dict(dets=f'(B, {k}, 6) float32 x1,y1,x2,y2 in network-input pixels, score, class index '
+                    f'(float), by descending score; no NMS, no threshold (keep score > score_thr)')
     if postprocess == 'none':
         return dict(boxes='(B, A, 4) float32 x1,y1,x2,y2 in network-input pixels, A priors',
                     scores=f'(B, A, {c}) float32 per-class sigmoid scores')
@@ -593,6 +723,8 @@ def parse_metadata(props: Dict[str, str], path: str) -> dict:
 
 def output_names(postprocess: str) -> Tuple[str, ...]:
     """Names of the outputs of a ``postprocess`` file, in order."""
+    if postprocess == 'e2e':
+        return ('dets',)
     return ('boxes', 'scores') if postprocess == 'none' else ('num_dets', 'boxes', 'scores', 'labels')
 
 

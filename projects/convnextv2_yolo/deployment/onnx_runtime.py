@@ -5,8 +5,9 @@ samples of mmdet's test pipeline (``LetterResize`` built from the file's
 metadata) go through the same ``YOLODetDataPreprocessor`` (mean/std/RGB from
 the metadata), ONNX Runtime runs the network, and the outputs become
 ``pred_instances`` in original-image pixels through the head's own code
-(``select_candidates`` + ``multiclass_nms`` of ``layers/bbox_nms.py`` for a raw file,
-``YOLOHead._rescale`` for both). :class:`ORTInferencer` is mmdet's
+(``select_candidates`` + ``multiclass_nms`` of ``layers/bbox_nms.py`` for a raw file;
+for an end-to-end ``e2e`` file only ``score > score_thr`` of the metadata's test config,
+as :meth:`YOLOE2EHead.predict_by_feat`, never NMS; ``YOLOHead._rescale`` for all). :class:`ORTInferencer` is mmdet's
 ``DetInferencer`` with that model: the same inputs, pictures and JSON as
 ``tools/infer.py``'s PyTorch path.
 """
@@ -70,6 +71,21 @@ def make_session(path: str, device: str = 'cpu', threads: Optional[int] = None, 
     return ort.InferenceSession(path, sess_options=opts, providers=select_providers(device, half, cache))
 
 
+def e2e_to_instances(dets: torch.Tensor, test_cfg: dict) -> InstanceData:
+    """One image's end-to-end output -> detections, as :meth:`YOLOE2EHead.predict_by_feat` (no NMS).
+
+    Args:
+        dets (Tensor): (K, 6) = x1, y1, x2, y2 (network-input pixels), score, class, by descending score.
+        test_cfg (dict): ``score_thr`` (rows with ``score > score_thr`` kept, strict, as the
+            reference's end-to-end path) and ``max_per_img``.
+
+    Returns:
+        InstanceData: ``bboxes`` (K', 4), ``scores`` (K',), ``labels`` (K',) long, by descending score.
+    """
+    dets = dets[dets[:, 4] > float(test_cfg.get('score_thr', 0.001))][:int(test_cfg.get('max_per_img', 300))]
+    return InstanceData(bboxes=dets[:, :4].float(), scores=dets[:, 4].float(), labels=dets[:, 5].round().long())
+
+
 def raw_to_instances(boxes: torch.Tensor, scores: torch.Tensor, test_cfg: dict, nms_cfg: dict) -> InstanceData:
     """One image's raw outputs -> detections, with the head's candidate selection and ``multiclass_nms``.
 
@@ -123,7 +139,10 @@ class ORTDetector(nn.Module):
             pad_size_divisor=self.meta.get('pad_size_divisor', 1), pad_value=self.meta.get('pad_value', 0))
         self.dataset_meta = dict(classes=tuple(self.meta['classes']), palette='random')
         self.test_cfg = dict(self.meta['test_cfg'])
-        self.nms_cfg = dict(self.meta.get('nms') or dict(type='nms', iou_threshold=self.test_cfg['iou_threshold']))
+        self.end2end = self.meta['postprocess'] == 'e2e'
+        # an end-to-end file's detections take no NMS: no NMS config for it
+        self.nms_cfg = None if self.end2end else dict(
+            self.meta.get('nms') or dict(type='nms', iou_threshold=self.test_cfg['iou_threshold']))
 
     @property
     def static_batch(self) -> Optional[int]:
@@ -151,6 +170,8 @@ class ORTDetector(nn.Module):
     def predict_instances(self, images: torch.Tensor) -> List[InstanceData]:
         """Detections per image in network-input pixels (no rescaling)."""
         outs = {k: torch.from_numpy(np.asarray(v)) for k, v in self.run(images.cpu().numpy()).items()}
+        if self.meta['postprocess'] == 'e2e':  # final detections: threshold only, never NMS
+            return [e2e_to_instances(d, self.test_cfg) for d in outs['dets']]
         if self.meta['postprocess'] == 'nms':
             results = []
             for i, n in enumerate(outs['num_dets'][:, 0].tolist()):

@@ -1,0 +1,303 @@
+"""ONNX export of YOLO26's end-to-end path (top-k in the graph, no NMS), its NMS path, ONNX Runtime
+inference, parity with PyTorch, and the refusals (NMS added to an end-to-end model).
+
+Tiny inputs (96-160 px); YOLO26-n with 4 classes and random weights (BatchNorm statistics randomised
+so that fusion matters; class biases ~N(0, 1.5) in both branches so that scores spread over (0, 1)
+and almost every (anchor, class) pair passes score_thr 0.001; box biases 1-2 strides).
+"""
+import copy
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (pip install -e ".[deploy]")')
+pytest.importorskip('onnx', reason='onnx is not installed (pip install -e ".[deploy]")')
+
+from tests.helpers.processes import PY, ROOT, run_tool  # noqa: E402
+
+YOLO26 = 'configs/yolo26/yolo26_n_8xb16-500e_coco.py'
+YOLO11 = 'configs/yolo11/yolo11_n_8xb16-500e_coco.py'
+CLASSES = ('rectangle', 'ellipse', 'triangle', 'star')  # the synthetic generator's
+SIZE = 128  # 16*16 + 8*8 + 4*4 = 336 anchors: the top-k keeps 300
+
+
+def _config(end2end: bool = True, size: int = SIZE, path: str = YOLO26):
+    from mmengine.config import Config
+
+    from convnextv2_yolo.datasets.data_overrides import apply_data_args
+    cfg = apply_data_args(Config.fromfile(osp.join(ROOT, path)), None, size)
+    cfg.model.bbox_head.num_classes = len(CLASSES)
+    if not end2end:
+        cfg.merge_from_dict({'model.test_cfg.end2end': False})  # as --cfg-options does
+    return cfg
+
+
+def _randomise(model: nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.2 + 0.2)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+        head = model.bbox_head
+        for cls, reg in zip([*head.cls_convs, *head.one2one_cls_convs], [*head.reg_convs, *head.one2one_reg_convs]):
+            cls[-1].bias.copy_(torch.randn(cls[-1].bias.shape, generator=g) * 1.5)
+            reg[-1].bias.copy_(torch.rand(4, generator=g) + 1.0)
+
+
+def make_checkpoint(path: str, seed: int = 0, size: int = SIZE) -> str:
+    """A random-weight YOLO26-n checkpoint (4 classes, names in its meta)."""
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    cfg = _config(size=size)
+    cfg.model.train_cfg = None
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    _randomise(model, seed)
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=CLASSES))), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    """(checkpoint, e2e file, nms file of the one-to-many branch, PyTorch model): one trace each."""
+    from convnextv2_yolo.deployment import export_onnx, load_detector
+    tmp = tmp_path_factory.mktemp('yolo26')
+    ckpt = make_checkpoint(str(tmp / 'model.pth'))
+    e2e, nms = str(tmp / 'e2e.onnx'), str(tmp / 'nms.onnx')
+    assert export_onnx(_config(), ckpt, e2e, imgsz=(SIZE, SIZE), postprocess='auto')['postprocess'] == 'e2e'
+    assert export_onnx(_config(False), ckpt, nms, imgsz=(SIZE, SIZE), postprocess='auto')['postprocess'] == 'nms'
+    model, _ = load_detector(_config(), ckpt)  # unfused: the PyTorch eager model
+    return ckpt, e2e, nms, model
+
+
+def _images(batch: int, seed: int, size=(SIZE, SIZE)) -> torch.Tensor:
+    """Pixel noise on a strong low-frequency pattern: features (and scores) vary from anchor to anchor."""
+    g = torch.Generator().manual_seed(seed)
+    blobs = nn.functional.interpolate(torch.randn(batch, 3, 8, 8, generator=g) * 3, size=size, mode='bilinear',
+                                      align_corners=False)
+    return blobs + torch.rand(batch, 3, *size, generator=g)
+
+
+def _reference_dets(model, images: torch.Tensor, max_det: int = 300) -> torch.Tensor:
+    """PyTorch's (B, K, 6) end-to-end detections in float64 (no float32 near-ties in the top-k)."""
+    model64 = copy.deepcopy(model).double()
+    with torch.no_grad():
+        outs = model64.bbox_head(model64.extract_feat(images.double()))
+        return model64.bbox_head.predict_dense(outs[2], outs[3], max_det)
+
+
+def assert_same_dets(ref: torch.Tensor, got: torch.Tensor, what: str, atol: float = 1e-4) -> dict:
+    """Every detection of ``ref`` (K, 6) is in ``got`` (K, 6) once: same class, box and score within
+    ``atol``, in the same order up to swaps of scores closer than ``atol``. Returns the max errors."""
+    assert ref.shape == got.shape, f'{what}: {tuple(ref.shape)} vs {tuple(got.shape)}'
+    ref, got = ref.double(), got.double()
+    same_cls = ref[:, None, 5] == got[None, :, 5]
+    err = (ref[:, None, :5] - got[None, :, :5]).abs().amax(-1)
+    err = torch.where(same_cls, err, torch.full_like(err, float('inf')))
+    best, match = err.min(1)
+    assert len(set(match.tolist())) == len(ref), f'{what}: detections are not one-to-one'
+    box_err = (ref[:, :4] - got[match, :4]).abs().max().item()
+    score_err = (ref[:, 4] - got[match, 4]).abs().max().item()
+    assert box_err <= atol and score_err <= atol, f'{what}: box error {box_err:.2e}, score error {score_err:.2e}'
+    moved = match != torch.arange(len(ref))
+    assert ((ref[moved, 4] - got[moved, 4]).abs() <= atol).all(), f'{what}: order differs beyond near-ties'
+    assert (got[1:, 4] <= got[:-1, 4]).all(), f'{what}: not by descending score'
+    return dict(box=box_err, score=score_err, reordered=int(moved.sum()))
+
+
+def test_e2e_graph_has_no_nms_and_records_end2end(exported):
+    import onnx
+    _, e2e, nms, _ = exported
+    from convnextv2_yolo.deployment import read_onnx_metadata
+    graph = onnx.load(e2e).graph
+    ops = {n.op_type for n in graph.node}
+    assert 'NonMaxSuppression' not in ops and 'TopK' in ops, sorted(ops)
+    assert [o.name for o in graph.output] == ['dets']
+    dims = [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim]
+    assert dims == [1, 300, 6]
+    # only the one-to-one branch is in the graph (as the reference's fused end-to-end model)
+    weights = sum(int(np.prod(t.dims)) for t in graph.initializer)
+    assert 'NonMaxSuppression' in {n.op_type for n in onnx.load(nms).graph.node}
+    nms_weights = sum(int(np.prod(t.dims)) for t in onnx.load(nms).graph.initializer)
+    assert abs(weights - nms_weights) < 2000, (weights, nms_weights)  # same network size, other branch
+    meta = read_onnx_metadata(e2e)
+    assert meta['postprocess'] == 'e2e' and meta['end2end'] is True and meta['max_det'] == 300
+    assert meta['test_cfg'] == dict(end2end=True, score_thr=0.001, max_per_img=300) and meta['nms'] == {}
+    assert 'dets' in meta['outputs'] and meta['classes'] == list(CLASSES)
+    meta = read_onnx_metadata(nms)
+    assert meta['postprocess'] == 'nms' and meta['end2end'] is False
+    assert meta['nms'] == dict(type='nms', iou_threshold=0.7)  # the head's NMS_DEFAULTS
+    assert meta['test_cfg']['nms_pre'] == 30000 and meta['test_cfg']['multi_label'] is True
+
+
+def test_e2e_detections_equal_pytorch(exported):
+    """(B, 300, 6) of ONNX Runtime vs PyTorch (float64): every detection within 1e-4 (boxes in px, scores)."""
+    from convnextv2_yolo.deployment import ORTDetector
+    _, e2e, _, model = exported
+    images = _images(2, seed=1)
+    ref = _reference_dets(model, images)
+    det = ORTDetector(e2e, threads=2)
+    got = torch.from_numpy(det.run(images.numpy())['dets'])
+    assert got.shape == (2, 300, 6) and got.dtype == torch.float32
+    assert ref[:, 0, 4].min() > 0.8 and ref[:, -1, 4].max() < 0.7  # spread scores: a real top-k
+    for i in range(2):
+        errs = assert_same_dets(ref[i], got[i], f'image {i}')
+        print(f'image {i}: 300 detections, max box error {errs["box"]:.2e} px, max score error '
+              f'{errs["score"]:.2e}, {errs["reordered"]} reordered')
+    # predict_instances = PyTorch's predict_by_feat (score_thr applied after, labels as ints)
+    thr = float(ref[0, 150, 4])
+    det.test_cfg['score_thr'] = thr
+    inst = det.predict_instances(images)
+    with torch.no_grad():
+        outs = model.bbox_head(model.extract_feat(images))
+        torch_inst = model.bbox_head.predict_by_feat(*outs, cfg=dict(end2end=True, score_thr=thr, max_per_img=300))
+    for i in range(2):
+        assert len(inst[i]) == len(torch_inst[i]) == int((ref[i, :, 4] > thr).sum())
+        assert inst[i].labels.dtype == torch.long
+        pack = [torch.cat([r.bboxes, r.scores[:, None], r.labels[:, None].float()], 1)
+                for r in (torch_inst[i], inst[i])]
+        assert_same_dets(*pack, f'predict_instances image {i}')
+
+
+def test_nms_path_of_yolo26_equals_pytorch(exported):
+    """end2end=False: the one-to-many branch with NMS in the graph = predict_by_feat's NMS path."""
+    from convnextv2_yolo.deployment import ORTDetector
+    from tests.deployment.test_onnx_export import _assert_same_detections
+    _, _, nms, model = exported
+    images = _images(2, seed=2)
+    with torch.no_grad():
+        outs = model.bbox_head(model.extract_feat(images))
+        refs = model.bbox_head.predict_by_feat(*outs, cfg=dict(end2end=False))  # NMS_DEFAULTS filled in
+        candidates = (torch.cat([m.flatten(2) for m in outs[0]], 2).sigmoid() > 0.001).sum().item() / 2
+    got = ORTDetector(nms, threads=2).predict_instances(images)
+    for i, (ref, res) in enumerate(zip(refs, got)):
+        assert candidates > 1000 and 20 < len(ref) < candidates / 2, (candidates, len(ref))
+        _assert_same_detections(ref, res, f'nms path image {i}')
+
+
+def test_e2e_through_the_test_pipeline_equals_pytorch(exported, tmp_path):
+    """Images of the synthetic set through LetterResize: ORTDetector.test_step (rescaled to the original
+    image as YOLOHead._rescale) = the PyTorch model's test_step."""
+    from mmengine.dataset import Compose, pseudo_collate
+    from mmengine.registry import init_default_scope
+
+    from convnextv2_yolo.deployment import ORTDetector
+    from convnextv2_yolo.deployment.onnx_runtime import inference_pipeline
+    from tests.helpers.tiny import make_tiny_data
+    _, e2e, _, model = exported
+    init_default_scope('mmdet')
+    data = make_tiny_data(str(tmp_path / 'shapes'), num_train=1, num_val=3)
+    det = ORTDetector(e2e)
+    pipeline = Compose(inference_pipeline(det.meta))
+    ann = json.load(open(data.ann_files['val']))
+    for img in ann['images']:
+        batch = pseudo_collate([pipeline(dict(img_path=osp.join(data.img_dirs['val'], img['file_name']),
+                                              img_id=img['id']))])
+        with torch.no_grad():
+            ref = model.test_step(copy.deepcopy(batch))[0].pred_instances
+        got = det.test_step(batch)[0].pred_instances
+        assert len(ref) == len(got) == 300 and got.bboxes.max() <= 64  # 64-px images: boxes clipped to them
+        pack = [torch.cat([r.bboxes, r.scores[:, None], r.labels[:, None].float()], 1) for r in (ref, got)]
+        assert_same_dets(*pack, img['file_name'], atol=1e-3)
+
+
+def test_dynamic_e2e_file_at_other_sizes(exported, tmp_path):
+    """--dynamic: batch, height and width; K = min(300, anchors) follows the input."""
+    from convnextv2_yolo.deployment import ORTDetector, export_onnx
+    ckpt, _, _, model = exported
+    path = str(tmp_path / 'dyn.onnx')
+    export_onnx(_config(), ckpt, path, imgsz=(SIZE, SIZE), dynamic=True, postprocess='e2e')
+    det = ORTDetector(path)
+    for size, k in (((96, 64), 126), ((160, 160), 300)):
+        images = _images(2, seed=3, size=size)
+        got = torch.from_numpy(det.run(images.numpy())['dets'])
+        ref = _reference_dets(model, images)
+        assert got.shape == (2, k, 6)
+        for i in range(2):
+            assert_same_dets(ref[i], got[i], f'{size} image {i}')
+
+
+def test_nms_on_an_end_to_end_model_is_refused(exported, tmp_path):
+    """The reference refuses nms=True for end-to-end models: so do the exporter and the NMS appenders."""
+    import onnx
+
+    from convnextv2_yolo.deployment import ExportError, add_nms, append_nms, export_onnx, raw_to_nms, read_onnx_metadata
+    ckpt, e2e, _, _ = exported
+    out = str(tmp_path / 'x.onnx')
+    for postprocess in ('nms', 'none'):
+        with pytest.raises(ExportError, match=rf'--postprocess {postprocess}: this is an end-to-end model .* '
+                                              r'take no NMS .*model\.test_cfg\.end2end=False'):
+            export_onnx(_config(), ckpt, out, imgsz=(64, 64), postprocess=postprocess)
+    with pytest.raises(ExportError, match='--postprocess e2e: this config sets test_cfg.end2end=False'):
+        export_onnx(_config(False), ckpt, out, imgsz=(64, 64), postprocess='e2e')
+    from tests.deployment.test_onnx_export import _checkpoint
+    yolo11 = _checkpoint('yolo11n', str(tmp_path / 'yolo11.pth'))
+    with pytest.raises(ExportError, match='--postprocess e2e needs an end-to-end head .* YOLOHead'):
+        export_onnx(_config(path=YOLO11), yolo11, out, imgsz=(64, 64), postprocess='e2e')
+    assert not osp.exists(out)
+    # an exported end-to-end file fed to an NMS step
+    with pytest.raises(ExportError, match='e2e.onnx: an end-to-end .* take no NMS'):
+        raw_to_nms(e2e, out)
+    with pytest.raises(ExportError, match=r'an end-to-end \(e2e\) file'):
+        add_nms(onnx.load(e2e), read_onnx_metadata(e2e))
+    with pytest.raises(ExportError, match=r'an end-to-end \(e2e\) file'):
+        append_nms(onnx.load(e2e), dict(score_thr=0.001, nms_pre=0, iou_threshold=0.7, max_per_img=300,
+                                        multi_label=True))
+    assert not osp.exists(out)
+
+
+@pytest.mark.slow
+def test_cli_export_and_infer_e2e_match_pytorch(tmp_path):
+    """export_onnx.py (auto = e2e) -> infer.py --backend onnxruntime: the PyTorch path's pictures and JSON
+    (boxes rescaled to the original image, scores within 1e-4); and the NMS path's file (4 processes)."""
+    from tests.helpers.tiny import make_tiny_data
+    data = make_tiny_data(str(tmp_path / 'shapes'), num_train=1, num_val=2)
+    cfg = _config(size=96)
+    cfg.test_dataloader.dataset.metainfo = dict(classes=CLASSES)
+    cfg_path = str(tmp_path / 'cfg.py')
+    cfg.dump(cfg_path)
+    ckpt = make_checkpoint(str(tmp_path / 'model.pth'), seed=6, size=96)
+    onnx_path = str(tmp_path / 'model.onnx')
+    res = run_tool([PY, 'tools/deployment/export_onnx.py', cfg_path, ckpt, onnx_path])
+    assert 'postprocess e2e' in res.stdout and 'dets: (B, 189, 6) float32' in res.stdout, res.stdout
+    outs = {}
+    for backend, model_args in (('onnxruntime', [onnx_path, '--backend', 'onnxruntime']),
+                                ('pytorch', [cfg_path, ckpt])):
+        out_dir = str(tmp_path / backend)
+        run_tool([PY, 'tools/infer.py', data.img_dirs['val'], *model_args, '--out-dir', out_dir, '--device', 'cpu',
+                  '--score-thr', '0.5'])
+        outs[backend] = {f: json.load(open(osp.join(out_dir, 'preds', f))) for f in ('000001.json', '000002.json')}
+        assert all(osp.isfile(osp.join(out_dir, 'vis', f'00000{i}.jpg')) for i in (1, 2))
+    for f, ref in outs['pytorch'].items():
+        got = outs['onnxruntime'][f]
+        assert len(ref['labels']) == len(got['labels']) == 189  # every anchor (96 px: 189 < 300), no NMS
+        pack = [torch.cat([torch.tensor(o['bboxes']), torch.tensor(o['scores'])[:, None],
+                           torch.tensor(o['labels'])[:, None].double()], 1) for o in (ref, got)]
+        assert_same_dets(*pack, f, atol=1e-4)
+    # YOLO26 with NMS: the one-to-many branch, NMS in the graph
+    res = run_tool([PY, 'tools/deployment/export_onnx.py', cfg_path, ckpt, str(tmp_path / 'nms.onnx'),
+                    '--cfg-options', 'model.test_cfg.end2end=False'])
+    assert 'postprocess nms' in res.stdout and 'num_dets: (B, 1) int32' in res.stdout, res.stdout
+    res = run_tool([PY, 'tools/deployment/export_onnx.py', cfg_path, ckpt, str(tmp_path / 'bad.onnx'),
+                    '--postprocess', 'nms'], check=False)
+    assert res.returncode != 0 and 'this is an end-to-end model' in res.stderr, res.stderr[-2000:]
+
+
+def test_benchmark_e2e_mode(tmp_path):
+    """benchmark_onnx.py --e2e: YOLO26-n e2e / nms / raw and YOLO11-n nms / raw files timed in one run."""
+    out = str(tmp_path / 'bench.json')
+    res = run_tool([PY, 'tools/analysis_tools/benchmark_onnx.py', '--e2e', '--imgsz', '64', '--runs', '1',
+                    '--warmup', '0', '--threads', '1', '--json', out])
+    rows = json.load(open(out))
+    assert [(r['model'], r['postprocess']) for r in rows] == [
+        ('yolo26n', 'e2e'), ('yolo26n', 'nms'), ('yolo26n', 'none'), ('yolo11n', 'nms'), ('yolo11n', 'none')]
+    assert rows[0]['outputs'] == 'dets [1, 84, 6]' and all(r['median_ms'] > 0 for r in rows)  # 64 px: 84 anchors
+    assert 'YOLO26-n end-to-end (no NMS)' in res.stdout and 'vs YOLO11-n with NMS' in res.stdout

@@ -20,13 +20,13 @@ def init(args):
 
     from convnextv2_yolo.converters import config_path, reference_key
     init_default_scope('mmdet')
-    arch = 'yolo26' if osp.basename(args.model).startswith('yolo26') else 'yolo11'
-    cfg = Config.fromfile(config_path(arch, 'n'))
+    version = 'yolo26' if osp.basename(args.model).startswith('yolo26') else 'yolo11'
+    cfg = Config.fromfile(config_path(version, 'n'))
     cfg.model.bbox_head.num_classes = args.nc
     torch.manual_seed(args.seed + 1)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    torch.save({reference_key(k, arch): v for k, v in model.state_dict().items()}, args.out)
+    torch.save({reference_key(k, version): v for k, v in model.state_dict().items()}, args.out)
     return dict(out=args.out, model=args.model)
 
 

@@ -308,7 +308,7 @@ def test_outputs_equal_the_reference(reference_outputs, scale, tmp_path):
     src = osp.join(reference_outputs, f'yolo26{scale}_last.pt')
     out = conv.convert(src, str(tmp_path / 'converted.pth'))
     meta = out['meta']
-    assert (meta['arch'], meta['scale'], meta['source_entry'], meta['architecture_verified']) == (
+    assert (meta['version'], meta['scale'], meta['source_entry'], meta['architecture_verified']) == (
         'yolo26', scale, 'ema', True)
     ref = torch.load(osp.join(reference_outputs, f'ref_out_{scale}.pt'), map_location='cpu', weights_only=True)
     assert ref['num_params'] == REFERENCE[scale][0] and ref['end2end_default'] is False
@@ -342,7 +342,7 @@ def test_outputs_equal_the_reference(reference_outputs, scale, tmp_path):
 def test_plain_state_dict_of_the_reference(reference_outputs):
     from convnextv2_yolo import converters as conv
     meta = conv.convert(osp.join(reference_outputs, 'yolo26n_state_dict.pth'))['meta']
-    assert (meta['arch'], meta['scale'], meta['architecture_verified']) == ('yolo26', 'n', False)
+    assert (meta['version'], meta['scale'], meta['architecture_verified']) == ('yolo26', 'n', False)
     res = run_tool([PY, 'tools/model_converters/ultralytics_to_mmdet.py',
                     osp.join(reference_outputs, 'yolo26s_last.pt'), osp.join(reference_outputs, 's.pth')])
     assert 'yolo26-s, 708 tensors, 80 classes' in res.stdout

@@ -125,10 +125,10 @@ class Detect(nn.Module):
 class DetectionModel(nn.Module):
     """The reference's layer list, built from the yaml with its scaling rules."""
 
-    def __init__(self, arch, scale, nc=80, activation=None):
+    def __init__(self, version, scale, nc=80, activation=None):
         super().__init__()
-        depth, width, max_ch = SCALES[arch][scale]
-        yaml = {'yolo11': YOLO11_YAML, 'yolov8': YOLOV8_YAML, 'yolo26': YOLO26_YAML}[arch]
+        depth, width, max_ch = SCALES[version][scale]
+        yaml = {'yolo11': YOLO11_YAML, 'yolov8': YOLOV8_YAML, 'yolo26': YOLO26_YAML}[version]
         chs, layers, self.froms = [3], [], []
         for f, n, name, args in yaml:
             n = max(round(n * depth), 1) if n > 1 else n
@@ -151,7 +151,7 @@ class DetectionModel(nn.Module):
             elif name == 'Concat':
                 m, c2 = Concat(), sum(chs[i if i < 0 else i + 1] for i in f)
             else:
-                m, c2 = Detect(nc, [chs[i + 1] for i in f], arch == 'yolov8', arch == 'yolo26'), None
+                m, c2 = Detect(nc, [chs[i + 1] for i in f], version == 'yolov8', version == 'yolo26'), None
             m.i, m.f, m.type = len(layers), f, name  # recorded on every layer, as the reference does
             layers.append(m)
             self.froms.append(f)
@@ -248,11 +248,11 @@ def reference_n(tmp_path_factory):
     return model, sd_path, pt_path
 
 
-def build_ours(arch, scale, num_classes=80):
+def build_ours(version, scale, num_classes=80):
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    cfg = Config.fromfile(conv.config_path(arch, scale))
+    cfg = Config.fromfile(conv.config_path(version, scale))
     init_default_scope('mmdet')
     cfg.model.bbox_head.num_classes = num_classes
     return MODELS.build(cfg.model).eval()
@@ -273,9 +273,9 @@ def test_convert_yolo11_n_same_outputs(reference_n, tmp_path, form):
     ref, sd_path, pt_path = reference_n
     src = sd_path if form == 'state_dict' else pt_path
     dst = str(tmp_path / 'converted.pth')
-    out = conv.convert(src, dst, arch='yolo11', scale='n')
+    out = conv.convert(src, dst, version='yolo11', scale='n')
     assert 'ultralytics' not in sys.modules  # nothing imported a real (or the fake) package
-    assert out['meta']['arch'] == 'yolo11' and out['meta']['num_classes'] == 80
+    assert out['meta']['version'] == 'yolo11' and out['meta']['num_classes'] == 80
     if form == 'pt':
         assert out['meta']['source_entry'] == 'model' and out['meta']['ultralytics_version'] == '8.3.0'
         assert out['meta']['dataset_meta']['classes'][:2] == ['class0', 'class1']
@@ -305,19 +305,19 @@ def test_both_forms_convert_identically(reference_n):
 def test_arch_and_scale_inferred(reference_n):
     _, sd_path, _ = reference_n
     meta = conv.convert(sd_path)['meta']
-    assert (meta['arch'], meta['scale']) == ('yolo11', 'n')
+    assert (meta['version'], meta['scale']) == ('yolo11', 'n')
 
 
 def test_wrong_scale_names_first_mismatched_key(reference_n, tmp_path):
     _, _, pt_path = reference_n
     with pytest.raises(conv.ConversionError) as e:
-        conv.convert(pt_path, str(tmp_path / 'x.pth'), arch='yolo11', scale='s')
+        conv.convert(pt_path, str(tmp_path / 'x.pth'), version='yolo11', scale='s')
     msg = str(e.value)
     assert "'backbone.stem.conv.weight'" in msg and "'model.0.conv.weight'" in msg
     assert '(16, 3, 3, 3)' in msg and '(32, 3, 3, 3)' in msg
     assert not os.path.exists(tmp_path / 'x.pth')
     with pytest.raises(conv.ConversionError, match='yolov8'):
-        conv.convert(pt_path, arch='yolov8', scale='n')
+        conv.convert(pt_path, version='yolov8', scale='n')
 
 
 def test_training_checkpoint_uses_ema_and_its_classes(tmp_path):
@@ -337,10 +337,29 @@ def test_training_checkpoint_uses_ema_and_its_classes(tmp_path):
 def test_cli(reference_n, tmp_path):
     _, _, pt_path = reference_n
     dst = str(tmp_path / 'cli.pth')
-    assert _cli(pt_path, dst, '--arch', 'yolo11', '--scale', 'n')[0] == 0
-    assert osp.isfile(dst)
+    assert _cli(pt_path, dst, '--arch', 'yolo11', '--scale', 'n')[0] == 0  # the option keeps its name
+    meta = torch.load(dst, map_location='cpu', weights_only=True)['meta']
+    assert meta['version'] == meta['arch'] == 'yolo11'  # 'arch': the old key, still written
     rc, err = _cli(pt_path, dst, '--scale', 's')
     assert rc == 1 and len(err) == 1 and 'shape mismatch' in err[0]
+
+
+def test_old_names_of_version(reference_n, tmp_path):
+    """The family was called ``arch`` before (a ConvNeXt V2 size elsewhere): the old names still work."""
+    _, sd_path, _ = reference_n
+    assert conv.ARCHS is conv.VERSIONS and conv.detect_arch is conv.detect_version
+    assert conv.resolve_arch is conv.resolve_version
+    with pytest.warns(FutureWarning, match="keyword 'arch' is deprecated, use 'version'"):
+        old = conv.convert(sd_path, arch='yolo11', check=False)
+    new = conv.convert(sd_path, version='yolo11', check=False)
+    assert old['meta'] == new['meta'] and list(old['state_dict']) == list(new['state_dict'])
+    with pytest.warns(FutureWarning):
+        assert list(conv.convert_state_dict(torch.load(sd_path, weights_only=True), arch='yolo11')) == \
+            list(new['state_dict'])
+    with pytest.warns(FutureWarning), pytest.raises(conv.ConversionError, match='arch=.*version=.*differ'):
+        conv.convert(sd_path, version='yolo11', arch='yolov8', check=False)
+    with pytest.raises(conv.ConversionError, match='version must be one of'):
+        conv.convert(sd_path, version='yolo12', check=False)
 
 
 def test_yolov8_n_same_outputs(tmp_path):
@@ -348,7 +367,7 @@ def test_yolov8_n_same_outputs(tmp_path):
     assert sum(p.numel() for p in ref.parameters()) == 3_157_200
     src, dst = str(tmp_path / 'yolov8n.pt'), str(tmp_path / 'yolov8n.pth')
     save_like_reference(ref, src)
-    assert conv.convert(src, dst)['meta']['arch'] == 'yolov8'
+    assert conv.convert(src, dst)['meta']['version'] == 'yolov8'
     ours = build_ours('yolov8', 'n')
     ours.load_state_dict(torch.load(dst, weights_only=True)['state_dict'], strict=True)
     x = torch.randn(2, 3, 64, 64)
@@ -464,7 +483,7 @@ def _forward_replaced(model):
     return model
 
 
-# (id, arch, mutation, place and finding that the message must name)
+# (id, version, mutation, place and finding that the message must name)
 MISMATCHES = [
     ('relu_deep_in_neck', 'yolo11', _set('model.19.m.0.cv2.act', nn.ReLU()),
      'architecture mismatch at model.19.m.0.cv2.act: ReLU, expected SiLU (our ' + YOLO11_N_CONFIG + ')'),
@@ -495,10 +514,10 @@ MISMATCHES = [
 ]
 
 
-@pytest.mark.parametrize('arch,mutate,expected', [c[1:] for c in MISMATCHES], ids=[c[0] for c in MISMATCHES])
-def test_architecture_mismatch_refused(tmp_path, arch, mutate, expected):
+@pytest.mark.parametrize('version,mutate,expected', [c[1:] for c in MISMATCHES], ids=[c[0] for c in MISMATCHES])
+def test_architecture_mismatch_refused(tmp_path, version, mutate, expected):
     src, dst = str(tmp_path / 'changed.pt'), str(tmp_path / 'changed.pth')
-    save_like_reference(mutate(DetectionModel(arch, 'n')), src)
+    save_like_reference(mutate(DetectionModel(version, 'n')), src)
     with pytest.raises(conv.ArchitectureError) as e:
         conv.convert(src, dst, scale='n')
     msg = str(e.value)
@@ -514,7 +533,7 @@ def test_relu_checkpoint_refused_and_would_predict_differently(tmp_path):
     src = str(tmp_path / 'relu.pt')
     save_like_reference(relu_ref, src)
     with pytest.raises(conv.ArchitectureError) as e:
-        conv.convert(src, arch='yolo11', scale='n')
+        conv.convert(src, version='yolo11', scale='n')
     msg = str(e.value)
     n_acts = sum(isinstance(m.act, nn.ReLU) for m in _convs(relu_ref))
     assert msg.startswith(f'architecture mismatch at {n_acts} places: model.0.act: ReLU, expected SiLU; '
@@ -642,7 +661,7 @@ def test_unsupported_architecture_refused(tmp_path, mutate, modules, expected):
 def test_arch_option_must_match_the_layers(reference_n):
     _, _, pt_path = reference_n
     with pytest.raises(conv.ArchitectureError, match='holds a YOLO11 model .*not yolov8'):
-        conv.convert(pt_path, arch='yolov8', check=False)
+        conv.convert(pt_path, version='yolov8', check=False)
 
 
 def test_plain_state_dict_converts_unverified(reference_n, tmp_path):
@@ -697,7 +716,7 @@ def test_finetuned_reference_checkpoint_keeps_its_width(reference_n, tmp_path):
     save_like_reference(ref, src)
     out = conv.convert(src, dst)
     meta = out['meta']
-    assert (meta['arch'], meta['scale'], meta['num_classes'], meta['cls_channels']) == ('yolo11', 'n', 5, 80)
+    assert (meta['version'], meta['scale'], meta['num_classes'], meta['cls_channels']) == ('yolo11', 'n', 5, 80)
     assert meta['architecture_verified'] and meta['dataset_meta']['classes'] == ['Car', 'bus', 'plate', 'truck',
                                                                                  'person']
     assert meta['cfg_options'] == {'model.bbox_head.num_classes': 5, 'model.bbox_head.cls_channels': 80}
@@ -759,7 +778,7 @@ def test_convert_yolo26_same_outputs(tmp_path, form):
         torch.save(ref.state_dict(), src)
     out = conv.convert(src, dst)
     meta = out['meta']
-    assert (meta['arch'], meta['scale'], meta['num_classes']) == ('yolo26', 's', 80)
+    assert (meta['version'], meta['scale'], meta['num_classes']) == ('yolo26', 's', 80)
     assert meta['config'] == 'configs/yolo26/yolo26_s_8xb16-500e_coco.py'
     assert meta['architecture_verified'] is (form == 'trainer')
     if form == 'trainer':
@@ -784,8 +803,8 @@ def test_yolo26_key_mapping():
     assert conv.map_key('model.23.one2one_cv2.0.1.bn.weight', 'yolo26') == 'bbox_head.one2one_reg_convs.0.1.bn.weight'
     assert conv.map_key('model.22.m.0.1.attn.qkv.conv.weight', 'yolo26') == (
         'neck.bottom_up_layers.1.m.0.1.attn.qkv.conv.weight')
-    assert conv.detect_arch(DetectionModel('yolo26', 'n').state_dict()) == 'yolo26'
-    assert conv.detect_arch(DetectionModel('yolo11', 'n').state_dict()) == 'yolo11'
+    assert conv.detect_version(DetectionModel('yolo26', 'n').state_dict()) == 'yolo26'
+    assert conv.detect_version(DetectionModel('yolo11', 'n').state_dict()) == 'yolo11'
 
 
 def _yolo11_sppf(model):
@@ -824,12 +843,12 @@ def test_yolo26_and_yolo11_told_apart(tmp_path):
     torch.save(DetectionModel('yolo26', 'n').state_dict(), sd26)
     save_like_reference(DetectionModel('yolo11', 'n'), src11)
     with pytest.raises(conv.ArchitectureError, match='holds a YOLO26 model .*not yolo11'):
-        conv.convert(src26, arch='yolo11')
+        conv.convert(src26, version='yolo11')
     with pytest.raises(conv.ConversionError, match="Detect sub-module 'one2one_cv2' is not part of yolo11"):
-        conv.convert(sd26, arch='yolo11', check=False)
+        conv.convert(sd26, version='yolo11', check=False)
     with pytest.raises(conv.ArchitectureError, match='holds a YOLO11 model .*not yolo26'):
-        conv.convert(src11, arch='yolo26')
-    assert conv.convert(src11)['meta']['arch'] == 'yolo11'
+        conv.convert(src11, version='yolo26')
+    assert conv.convert(src11)['meta']['version'] == 'yolo11'
 
 
 def test_yolo26_unsupported_still_refused(tmp_path):

@@ -407,7 +407,7 @@ class Evaluator:
     def __call__(self, side: str, checkpoint: str) -> Dict[str, float]:
         import torch
 
-        from convnextv2_yolo.converters import convert_state_dict, detect_arch
+        from convnextv2_yolo.converters import convert_state_dict, detect_version
         from convnextv2_yolo.utils.checkpoint_io import safe_torch_load
         if self.runner is None:
             self.runner = self._build_runner()
@@ -416,7 +416,7 @@ class Evaluator:
             state = safe_torch_load(checkpoint, map_location='cpu')['state_dict']
         else:
             ref = safe_torch_load(checkpoint, map_location='cpu')
-            state = convert_state_dict(ref, detect_arch(ref))
+            state = convert_state_dict(ref, detect_version(ref))
         missing, unexpected = model.load_state_dict({k: v.float() if torch.is_floating_point(v) else v
                                                      for k, v in state.items()}, strict=False)
         if missing or unexpected:

@@ -1,4 +1,4 @@
-"""Convert a YOLO11 / YOLOv8 checkpoint of the reference (Ultralytics) to ours.
+"""Convert a YOLO11 / YOLO26 / YOLOv8 checkpoint of the reference (Ultralytics) to ours.
 
 Reads either
 
@@ -17,7 +17,7 @@ Reads either
 
 and writes ``{'state_dict': ..., 'meta': {...}}`` (fp32) for mmdet's
 ``load_from`` / ``load_checkpoint``. The converted keys are checked against
-our model built from ``configs/{arch}/{arch}_{scale}_8xb16-500e_coco.py``
+our model built from ``configs/{version}/{version}_{scale}_8xb16-500e_coco.py``
 (with the checkpoint's number of classes and class-branch width, read from
 its tensors: a model the reference fine-tuned from a checkpoint keeps that
 checkpoint's width, e.g. 80 for a 5-class YOLO11-n fine-tuned from COCO,
@@ -45,14 +45,15 @@ Example::
 import argparse
 import sys
 
-from convnextv2_yolo.converters import ARCHS, SCALES, ConversionError, convert
+from convnextv2_yolo.converters import SCALES, VERSIONS, ConversionError, convert
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='reference checkpoint: released .pt or a state dict file')
     parser.add_argument('dst', help='converted checkpoint to write')
-    parser.add_argument('--arch', choices=ARCHS, default=None, help='default: detected')
+    parser.add_argument('--arch', dest='version', choices=VERSIONS, default=None,
+                        help='the YOLO family (version); default: detected')
     parser.add_argument('--scale', choices=SCALES, default=None, help='default: inferred from shapes')
     parser.add_argument('--no-check', action='store_true',
                         help='skip the comparison with our model (module classes and settings, keys, '
@@ -66,12 +67,12 @@ def main(argv=None) -> int:
     stderr when the checkpoint is refused."""
     args = parse_args(argv)
     try:
-        out = convert(args.src, args.dst, args.arch, args.scale, check=not args.no_check)
+        out = convert(args.src, args.dst, version=args.version, scale=args.scale, check=not args.no_check)
     except (ConversionError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     meta = out['meta']
-    print(f"{args.src} -> {args.dst}: {meta['arch']}-{meta['scale'] or '?'}, "
+    print(f"{args.src} -> {args.dst}: {meta['version']}-{meta['scale'] or '?'}, "
           f"{len(out['state_dict'])} tensors, {meta['num_classes']} classes, class-branch width "
           f"{meta['cls_channels']}")
     if 'architecture_note' in meta:

@@ -35,8 +35,8 @@ import torch
 
 from .errors import ArchitectureError
 from .ultralytics_keys import LAYER_MAPS
-from .ultralytics_layers import (ARCH_LABELS, ATTR_RENAMES, CHILD_RENAMES, DEFAULT_ACTIVATION, REFERENCE_ONLY_ATTRS,
-                                 SIZE_ATTRS, STRUCTURE_ATTRS, UPSAMPLE_MODULE, Mismatch, check_layer_sequence,
+from .ultralytics_layers import (ATTR_RENAMES, CHILD_RENAMES, DEFAULT_ACTIVATION, REFERENCE_ONLY_ATTRS, SIZE_ATTRS,
+                                 STRUCTURE_ATTRS, UPSAMPLE_MODULE, VERSION_LABELS, Mismatch, check_layer_sequence,
                                  class_mismatch, expected_reference_class, layer_inputs, layer_sequence,
                                  pickled_class_name, reference_layers, same_class, short_class_name)
 
@@ -192,26 +192,26 @@ def yaml_mismatches(yaml: Any) -> List[Mismatch]:
     return [Mismatch('yaml.activation', str(activation), 'nn.SiLU() (or no entry)')]
 
 
-def our_layer_modules(arch: str) -> Dict[int, Optional[str]]:
+def our_layer_modules(version: str) -> Dict[int, Optional[str]]:
     """Reference layer index -> our module (None for Concat layers)."""
     out: Dict[int, Optional[str]] = {}
-    for index, short in enumerate(layer_sequence(arch)):
-        out[index] = {'Upsample': UPSAMPLE_MODULE, 'Concat': None}.get(short, LAYER_MAPS[arch].get(index))
+    for index, short in enumerate(layer_sequence(version)):
+        out[index] = {'Upsample': UPSAMPLE_MODULE, 'Concat': None}.get(short, LAYER_MAPS[version].get(index))
     return out
 
 
-def input_mismatches(layer: Any, index: int, arch: str) -> List[Mismatch]:
+def input_mismatches(layer: Any, index: int, version: str) -> List[Mismatch]:
     """The layer's inputs (``f``, when the file records it) against the
     reference yaml's wiring, which our neck implements."""
     if 'f' not in vars(layer):
         return []
-    expected = layer_inputs(arch).get(index, -1)
+    expected = layer_inputs(version).get(index, -1)
     if same_value(vars(layer)['f'], expected):
         return []
     return [Mismatch(f'model.{index}.f', _show(vars(layer)['f']), _show(expected))]
 
 
-def architecture_mismatches(reference: Any, model: torch.nn.Module, arch: str) -> List[Mismatch]:
+def architecture_mismatches(reference: Any, model: torch.nn.Module, version: str) -> List[Mismatch]:
     """Every difference between a pickled reference model and our model.
 
     Walks the reference's layers in parallel with our modules (layer index
@@ -225,22 +225,22 @@ def architecture_mismatches(reference: Any, model: torch.nn.Module, arch: str) -
     Args:
         reference: The unpickled (stand-in) DetectionModel.
         model (nn.Module): Our detector built from the config (any device).
-        arch (str): 'yolo11' or 'yolov8'.
+        version (str): 'yolo11', 'yolov8' or 'yolo26'.
 
     Returns:
         list[Mismatch]: Empty when the architectures agree.
 
     Raises:
-        ArchitectureError: The reference's layers are not those of ``arch``.
+        ArchitectureError: The reference's layers are not those of ``version``.
     """
     found = check_layer_sequence(reference)
-    if found != arch:
-        raise ArchitectureError(f'the checkpoint holds a {ARCH_LABELS[found]} model, not {arch}')
+    if found != version:
+        raise ArchitectureError(f'the checkpoint holds a {VERSION_LABELS[found]} model, not {version}')
     out = yaml_mismatches(vars(reference).get('yaml'))
     layers = reference_layers(reference)
-    for index, our_name in our_layer_modules(arch).items():
+    for index, our_name in our_layer_modules(version).items():
         layer, path = layers[index], f'model.{index}'
-        out += input_mismatches(layer, index, arch)
+        out += input_mismatches(layer, index, version)
         if our_name is None:  # Concat: no module of ours, only its settings
             out += (hook_mismatches(layer, path)
                     + attribute_mismatches(layer, None, path, short_class_name(pickled_class_name(layer)))

@@ -32,6 +32,7 @@ has no DFL weights and its one-to-one branches: ``one2one_cv2.{i}`` ->
 (our :class:`YOLOE2EHead`).
 """
 import re
+import warnings
 from collections import OrderedDict
 from typing import Dict, Mapping, Optional
 
@@ -40,7 +41,10 @@ import torch
 from .errors import ConversionError
 
 SCALES = ('n', 's', 'm', 'l', 'x')
-ARCHS = ('yolo11', 'yolov8', 'yolo26')
+# The reference families (``version``, as ``YOLOCSPDarknet(version=...)`` / ``layers.YOLO_VERSIONS``; in
+# this project ``arch`` is a ConvNeXt V2 size).
+VERSIONS = ('yolo11', 'yolov8', 'yolo26')
+ARCHS = VERSIONS  # deprecated name of VERSIONS
 
 # Reference layer index -> our module name.
 LAYER_MAPS: Dict[str, Dict[int, str]] = {
@@ -74,11 +78,11 @@ HEAD_INDEX = {'yolo11': 23, 'yolov8': 22, 'yolo26': 23}
 HEAD_RENAMES = {'cv2': 'reg_convs', 'cv3': 'cls_convs', 'dfl': 'dfl'}
 # YOLO26's Detect: the one-to-one copies of cv2 / cv3 (its dfl is an Identity, without weights)
 E2E_HEAD_RENAMES = {**HEAD_RENAMES, 'one2one_cv2': 'one2one_reg_convs', 'one2one_cv3': 'one2one_cls_convs'}
-HEAD_RENAMES_BY_ARCH = {'yolo11': HEAD_RENAMES, 'yolov8': HEAD_RENAMES, 'yolo26': E2E_HEAD_RENAMES}
+HEAD_RENAMES_BY_VERSION = {'yolo11': HEAD_RENAMES, 'yolov8': HEAD_RENAMES, 'yolo26': E2E_HEAD_RENAMES}
 _KEY_RE = re.compile(r'^model\.(\d+)\.(.+)$')
 
 
-def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
+def detect_version(state_dict: Mapping[str, torch.Tensor]) -> str:
     """'yolo11' when the reference layers include C2PSA (index 10) and a
     Detect layer at index 23, 'yolo26' when that Detect layer also has
     one-to-one branches (``one2one_cv3``), 'yolov8' for Detect at index 22."""
@@ -93,59 +97,78 @@ def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
                           f'model.23 (yolo11) or model.22 (yolov8), found at {sorted(heads) or "none"}')
 
 
-def map_key(key: str, arch: str) -> str:
+detect_arch = detect_version  # deprecated name
+
+
+def version_keyword(version: Optional[str], arch: Optional[str], owner: str) -> Optional[str]:
+    """``version``, or the deprecated keyword ``arch`` (its old name) with a FutureWarning.
+
+    Raises:
+        ConversionError: both are given and differ.
+    """
+    if arch is None:
+        return version
+    warnings.warn(f"{owner}: the keyword 'arch' is deprecated, use 'version' (the YOLO family)",
+                  FutureWarning, stacklevel=3)
+    if version is not None and version != arch:
+        raise ConversionError(f'{owner}: arch={arch!r} (the old name of version) and version={version!r} differ')
+    return arch
+
+
+def map_key(key: str, version: str) -> str:
     """Our name of a reference key, e.g. ``model.2.cv1.conv.weight`` ->
     ``backbone.stage1.1.cv1.conv.weight``."""
     m = _KEY_RE.match(key)
     if m is None:
         raise ConversionError(f"unexpected key '{key}': reference keys look like 'model.<index>.<name>'")
     index, rest = int(m.group(1)), m.group(2)
-    layers = LAYER_MAPS[arch]
+    layers = LAYER_MAPS[version]
     if index not in layers:
-        raise ConversionError(f"unexpected key '{key}': layer {index} of {arch} has no weights")
-    if index == HEAD_INDEX[arch]:
+        raise ConversionError(f"unexpected key '{key}': layer {index} of {version} has no weights")
+    if index == HEAD_INDEX[version]:
         first, _, tail = rest.partition('.')
-        renames = HEAD_RENAMES_BY_ARCH[arch]
+        renames = HEAD_RENAMES_BY_VERSION[version]
         if first not in renames:
             raise ConversionError(f"unexpected key '{key}': Detect sub-module '{first}' is not part of "
-                                  f'{arch} (expected {sorted(renames)})')
+                                  f'{version} (expected {sorted(renames)})')
         rest = f'{renames[first]}.{tail}'
     return f'{layers[index]}.{rest}'
 
 
-def convert_state_dict(state_dict: Mapping[str, torch.Tensor],
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor], version: Optional[str] = None, *,
                        arch: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
     """Rename a reference-named state dict to ours (order kept).
 
     Args:
         state_dict (Mapping[str, Tensor]): Reference names
             (``model.<i>.<...>``).
-        arch (str, optional): 'yolo11', 'yolov8' or 'yolo26'; detected when None.
+        version (str, optional): 'yolo11', 'yolov8' or 'yolo26'; detected when None.
+        arch (str, optional): Deprecated name of ``version`` (FutureWarning).
     """
-    arch = arch or detect_arch(state_dict)
-    if arch not in ARCHS:
-        raise ConversionError(f'arch must be one of {ARCHS}, got {arch!r}')
-    return OrderedDict((map_key(k, arch), v) for k, v in state_dict.items())
+    version = version_keyword(version, arch, 'convert_state_dict') or detect_version(state_dict)
+    if version not in VERSIONS:
+        raise ConversionError(f'version must be one of {VERSIONS}, got {version!r}')
+    return OrderedDict((map_key(k, version), v) for k, v in state_dict.items())
 
 
-def reference_key(key: str, arch: str) -> str:
+def reference_key(key: str, version: str) -> str:
     """Inverse of :func:`map_key` (for messages and tests)."""
-    for index, prefix in LAYER_MAPS[arch].items():
+    for index, prefix in LAYER_MAPS[version].items():
         if key.startswith(prefix + '.'):
             rest = key[len(prefix) + 1:]
-            if index == HEAD_INDEX[arch]:
+            if index == HEAD_INDEX[version]:
                 first, _, tail = rest.partition('.')
-                inverse = {v: k for k, v in HEAD_RENAMES_BY_ARCH[arch].items()}
+                inverse = {v: k for k, v in HEAD_RENAMES_BY_VERSION[version].items()}
                 rest = f'{inverse.get(first, first)}.{tail}'
             return f'model.{index}.{rest}'
     raise KeyError(key)
 
 
-def num_classes_of(state_dict: Mapping[str, torch.Tensor], arch: str) -> int:
+def num_classes_of(state_dict: Mapping[str, torch.Tensor], version: str) -> int:
     """Classes of a converted state dict (rows of the last class conv)."""
     key = 'bbox_head.cls_convs.0.2.weight'
     if key not in state_dict:
-        raise ConversionError(f"no '{key}' ('{reference_key(key, arch)}') in the checkpoint")
+        raise ConversionError(f"no '{key}' ('{reference_key(key, version)}') in the checkpoint")
     return int(state_dict[key].shape[0])
 
 

@@ -17,7 +17,7 @@ from .errors import ArchitectureError
 from .restricted_unpickler import InertObject
 from .ultralytics_keys import E2E_HEAD_RENAMES
 
-ARCH_LABELS = {'yolo11': 'YOLO11', 'yolov8': 'YOLOv8', 'yolo26': 'YOLO26'}
+VERSION_LABELS = {'yolo11': 'YOLO11', 'yolov8': 'YOLOv8', 'yolo26': 'YOLO26'}
 DETECTION_MODEL = 'ultralytics.nn.tasks.DetectionModel'
 REFERENCE_PACKAGE = 'ultralytics.nn.modules'
 # The reference classes of YOLO11 / YOLOv8 and their file in the package
@@ -48,7 +48,7 @@ LAYER_INPUTS: Dict[str, Dict[int, List[int]]] = {
 # Families whose layer classes and wiring are another's (yolo26.yaml: YOLO11's layers, other
 # settings inside; told apart by the Detect layer's one-to-one branches, see check_layer_sequence).
 SAME_LAYERS = {'yolo26': 'yolo11'}
-E2E_ARCHS = {'yolo11': 'yolo26'}  # a Detect with one2one_cv2 / one2one_cv3 turns the first into the second
+E2E_VERSIONS = {'yolo11': 'yolo26'}  # a Detect with one2one_cv2 / one2one_cv3 turns the first into the second
 UPSAMPLE_MODULE = 'neck.upsample'  # our one Upsample, used for both reference Upsample layers
 OUR_CLASS_RENAMES = {'YOLOHead': 'Detect', 'YOLO11Head': 'Detect', 'YOLOE2EHead': 'Detect'}
 # Sub-module renames inside a reference class (reference -> ours). Our
@@ -198,21 +198,21 @@ def reference_layers(reference: Any) -> List[Any]:
     return list(layers.values())
 
 
-def _first_difference(names: List[str], arch: str) -> str:
-    """Where a layer-class sequence leaves the one of ``arch``."""
-    expected = LAYER_SEQUENCES[arch]
+def _first_difference(names: List[str], version: str) -> str:
+    """Where a layer-class sequence leaves the one of ``version``."""
+    expected = LAYER_SEQUENCES[version]
     for i, (found, short) in enumerate(zip(names, expected)):
         if not same_class(found, reference_class_name(short)):
-            return f'model.{i} is {short_class_name(found)} where {ARCH_LABELS[arch]} has {short}'
+            return f'model.{i} is {short_class_name(found)} where {VERSION_LABELS[version]} has {short}'
     if len(names) > len(expected):
         extra = short_class_name(names[len(expected)])
-        return f'model.{len(expected)} ({extra}) follows the last {ARCH_LABELS[arch]} layer'
-    return f'it ends after model.{len(names) - 1}, {ARCH_LABELS[arch]} has {len(expected)} layers'
+        return f'model.{len(expected)} ({extra}) follows the last {VERSION_LABELS[version]} layer'
+    return f'it ends after model.{len(names) - 1}, {VERSION_LABELS[version]} has {len(expected)} layers'
 
 
-def _common_prefix(names: List[str], arch: str) -> int:
+def _common_prefix(names: List[str], version: str) -> int:
     count = 0
-    for found, short in zip(names, LAYER_SEQUENCES[arch]):
+    for found, short in zip(names, LAYER_SEQUENCES[version]):
         if not same_class(found, reference_class_name(short)):
             break
         count += 1
@@ -232,10 +232,10 @@ def describe_layer_sequence(names: List[str]) -> str:
              for name, where in foreign.items()]
     if parts:
         parts[-1] += ': not a YOLO11 or YOLOv8 layer class'
-    lengths = {arch: len(seq) for arch, seq in LAYER_SEQUENCES.items()}
+    lengths = {version: len(seq) for version, seq in LAYER_SEQUENCES.items()}
     if len(names) not in lengths.values():
         parts.append(f'{len(names)} layers (' + ', '.join(
-            f'{ARCH_LABELS[a]} has {n}' for a, n in lengths.items()) + ')')
+            f'{VERSION_LABELS[a]} has {n}' for a, n in lengths.items()) + ')')
     if not foreign:
         closest = max(LAYER_SEQUENCES, key=lambda a: (_common_prefix(names, a), len(names) == lengths[a]))
         parts.append(_first_difference(names, closest))
@@ -250,7 +250,7 @@ def _has_one2one(layer: Any) -> bool:
 
 
 def check_layer_sequence(reference: Any) -> str:
-    """The architecture of a pickled reference model, from its layer classes.
+    """The version (YOLO family) of a pickled reference model, from its layer classes.
 
     Args:
         reference: The unpickled (stand-in) model of a reference file.
@@ -267,21 +267,21 @@ def check_layer_sequence(reference: Any) -> str:
     """
     layers = reference_layers(reference)
     names = [pickled_class_name(layer) for layer in layers]
-    for arch, sequence in LAYER_SEQUENCES.items():
+    for version, sequence in LAYER_SEQUENCES.items():
         if len(names) == len(sequence) and all(
                 same_class(n, reference_class_name(s)) for n, s in zip(names, sequence)):
-            if arch in E2E_ARCHS and _has_one2one(layers[-1]):
-                return E2E_ARCHS[arch]
-            return arch
+            if version in E2E_VERSIONS and _has_one2one(layers[-1]):
+                return E2E_VERSIONS[version]
+            return version
     raise ArchitectureError(f'unsupported architecture: {describe_layer_sequence(names)}; the converter '
                             'reads YOLO11, YOLO26 and YOLOv8 detection models only')
 
 
-def layer_sequence(arch: str) -> Tuple[str, ...]:
-    """The top-level layer classes of ``arch`` (YOLO26's are YOLO11's)."""
-    return LAYER_SEQUENCES[SAME_LAYERS.get(arch, arch)]
+def layer_sequence(version: str) -> Tuple[str, ...]:
+    """The top-level layer classes of ``version`` (YOLO26's are YOLO11's)."""
+    return LAYER_SEQUENCES[SAME_LAYERS.get(version, version)]
 
 
-def layer_inputs(arch: str) -> Dict[int, List[int]]:
-    """The layers' inputs ``f`` of ``arch`` where not -1 (YOLO26's are YOLO11's)."""
-    return LAYER_INPUTS[SAME_LAYERS.get(arch, arch)]
+def layer_inputs(version: str) -> Dict[int, List[int]]:
+    """The layers' inputs ``f`` of ``version`` where not -1 (YOLO26's are YOLO11's)."""
+    return LAYER_INPUTS[SAME_LAYERS.get(version, version)]

@@ -1,4 +1,4 @@
-"""Convert a YOLO11 / YOLOv8 checkpoint of the reference (Ultralytics) to ours.
+"""Convert a YOLO11 / YOLO26 / YOLOv8 checkpoint of the reference (Ultralytics) to ours.
 
 Reads either a plain state dict with the reference's names or a released /
 trained ``.pt`` (read safely by :mod:`.restricted_unpickler`), checks a
@@ -21,8 +21,9 @@ import torch
 from ..utils.paths import repo_root
 from .errors import ArchitectureError, ConversionError
 from .ultralytics_checkpoint import load_reference_checkpoint
-from .ultralytics_keys import ARCHS, SCALES, cls_channels_of, convert_state_dict, detect_arch, num_classes_of
-from .ultralytics_layers import ARCH_LABELS, check_layer_sequence
+from .ultralytics_keys import (SCALES, VERSIONS, cls_channels_of, convert_state_dict, detect_version, num_classes_of,
+                               version_keyword)
+from .ultralytics_layers import VERSION_LABELS, check_layer_sequence
 from .ultralytics_model_check import check_against_config, config_path, find_scale, other_scale_hint
 
 
@@ -38,30 +39,33 @@ def _architecture_note(reference: Any, check: bool) -> Optional[str]:
     return None
 
 
-def resolve_arch(reference: Any, ref_sd: Mapping[str, torch.Tensor], arch: Optional[str]) -> str:
-    """The checkpoint's architecture: from the pickled model's layer classes
-    when there is one (refusing unsupported models), else from the keys.
+def resolve_version(reference: Any, ref_sd: Mapping[str, torch.Tensor], version: Optional[str]) -> str:
+    """The checkpoint's version (YOLO family): from the pickled model's layer
+    classes when there is one (refusing unsupported models), else from the keys.
 
     Raises:
-        ArchitectureError: Unsupported model, or not the ``arch`` asked for.
-        ConversionError: Keys of neither architecture.
+        ArchitectureError: Unsupported model, or not the ``version`` asked for.
+        ConversionError: Keys of no known version.
     """
-    if arch is not None and arch not in ARCHS:
-        raise ConversionError(f'arch must be one of {ARCHS}, got {arch!r}')
+    if version is not None and version not in VERSIONS:
+        raise ConversionError(f'version must be one of {VERSIONS}, got {version!r}')
     if reference is None:
-        return arch or detect_arch(ref_sd)
+        return version or detect_version(ref_sd)
     found = check_layer_sequence(reference)
-    if arch is not None and arch != found:
-        raise ArchitectureError(f'the checkpoint holds a {ARCH_LABELS[found]} model (its layer classes), '
-                                f'not {arch} as asked')
+    if version is not None and version != found:
+        raise ArchitectureError(f'the checkpoint holds a {VERSION_LABELS[found]} model (its layer classes), '
+                                f'not {version} as asked')
     return found
 
 
-def convert(src: str, dst: Optional[str] = None, arch: Optional[str] = None,
-            scale: Optional[str] = None, check: bool = True) -> dict:
+resolve_arch = resolve_version  # deprecated name
+
+
+def convert(src: str, dst: Optional[str] = None, version: Optional[str] = None,
+            scale: Optional[str] = None, check: bool = True, *, arch: Optional[str] = None) -> dict:
     """Convert ``src`` and (when ``dst`` is given) save it.
 
-    For a pickled model, its layer classes are checked first (YOLO11 or
+    For a pickled model, its layer classes are checked first (YOLO11, YOLO26 or
     YOLOv8, else ``unsupported architecture``); with ``check``, its modules
     are then compared with our model's (see :func:`architecture_mismatches`)
     before keys and shapes. A plain state dict is checked by keys and shapes
@@ -70,13 +74,15 @@ def convert(src: str, dst: Optional[str] = None, arch: Optional[str] = None,
     Args:
         src (str): Reference checkpoint (state dict or pickled ``.pt``).
         dst (str, optional): Output path for ``torch.save``.
-        arch (str, optional): 'yolo11' / 'yolov8'; detected when None.
+        version (str, optional): The YOLO family, 'yolo11' / 'yolov8' / 'yolo26'; detected when None.
         scale (str, optional): 'n'..'x'; inferred when None (needs check).
         check (bool): Validate the architecture, keys and shapes against
             our model built from the config. Defaults to True.
+        arch (str, optional): Deprecated name of ``version`` (FutureWarning).
 
     Returns:
-        dict: ``{'state_dict': ..., 'meta': {...}}``; ``meta`` holds ``arch``, ``scale``,
+        dict: ``{'state_dict': ..., 'meta': {...}}``; ``meta`` holds ``version`` (also under its old
+        name ``arch``, for readers written for older converted files), ``scale``,
         ``num_classes``, ``cls_channels`` (the class-branch width, from the tensors: a model the
         reference fine-tuned from a checkpoint keeps that checkpoint's), ``cfg_options`` (the head
         settings that build our config to fit), ``dataset_meta.classes`` (the ``.pt``'s names).
@@ -86,33 +92,34 @@ def convert(src: str, dst: Optional[str] = None, arch: Optional[str] = None,
         ArchitectureError: Unsupported architecture or mismatching modules.
         ConversionError: Unreadable file, keys or shapes that do not fit.
     """
+    version = version_keyword(version, arch, 'convert')
     ref_sd, info = load_reference_checkpoint(src)
     reference = info.get('model')
-    arch = resolve_arch(reference, ref_sd, arch)
-    state_dict = convert_state_dict(ref_sd, arch)
-    num_classes = num_classes_of(state_dict, arch)
+    version = resolve_version(reference, ref_sd, version)
+    state_dict = convert_state_dict(ref_sd, version)
+    num_classes = num_classes_of(state_dict, version)
     # the width is the checkpoint's: the rule's for its nc, or another for a model fine-tuned from a checkpoint
     cls_channels = cls_channels_of(state_dict)
     if check:
         if scale is None:
-            scale = find_scale(state_dict, reference, arch, num_classes, cls_channels)
+            scale = find_scale(state_dict, reference, version, num_classes, cls_channels)
         elif scale not in SCALES:
             raise ConversionError(f'scale must be one of {SCALES}, got {scale!r}')
         else:
             try:
-                check_against_config(state_dict, reference, arch, scale, num_classes, cls_channels)
+                check_against_config(state_dict, reference, version, scale, num_classes, cls_channels)
             except ArchitectureError as e:
-                hint = other_scale_hint(state_dict, reference, arch, scale, num_classes, cls_channels)
+                hint = other_scale_hint(state_dict, reference, version, scale, num_classes, cls_channels)
                 raise ArchitectureError(f'{e}{hint}') from None
     meta = dict(source=osp.basename(src), converted_by='tools/model_converters/ultralytics_to_mmdet.py',
-                arch=arch, scale=scale, num_classes=num_classes, cls_channels=cls_channels,
+                version=version, arch=version, scale=scale, num_classes=num_classes, cls_channels=cls_channels,
                 source_entry=info.get('source_entry'),
                 architecture_verified=check and reference is not None)
     note = _architecture_note(reference, check)
     if note is not None:
         meta['architecture_note'] = note
     if scale is not None:
-        meta['config'] = osp.relpath(config_path(arch, scale), repo_root())
+        meta['config'] = osp.relpath(config_path(version, scale), repo_root())
     if 'version' in info:
         meta['ultralytics_version'] = info['version']
     if 'names' in info:

@@ -1,58 +1,26 @@
 # YOLO26 detector (native CSP backbone + PAFPN + end-to-end head without DFL), scale n
-# (ultralytics/cfg/models/26/yolo26.yaml). As configs/_base_/models/yolo11.py, with
+# (ultralytics/cfg/models/26/yolo26.yaml): configs/_base_/models/yolo11.py with
 # version='yolo26' (residual SPPF without cv1 activation; neck C3k2 with C3k blocks at
 # every scale and attention in the last one) and the YOLOE2EHead: one-to-many and
 # one-to-one branches, reg_max=1, top-k detections without NMS at test time.
 # configs/yolo26/yolo26_{s,m,l,x}_8xb16-500e_coco.py set the scale (one word).
-custom_imports = dict(imports=['convnextv2_yolo'], allow_failed_imports=False)
-
-num_classes = 80
+_base_ = './yolo11.py'
 
 model = dict(
-    type='YOLODetector',
-    data_preprocessor=dict(
-        type='YOLODetDataPreprocessor',
-        mean=[0., 0., 0.],
-        std=[255., 255., 255.],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
-    backbone=dict(
-        type='YOLOCSPDarknet',
-        version='yolo26',
-        scale='n',
-        out_indices=(2, 3, 4),
-        frozen_stages=-1,
-        norm_eval=False),
-    neck=dict(
-        type='YOLOPAFPN',
-        version='yolo26',
-        scale='n',
-        in_channels='auto',  # the backbone's real P3/P4/P5 channels, read from it
-        sppf_c2psa='auto'),  # on unless the backbone ends with SPPF (+ C2PSA): the native one does
+    backbone=dict(version='yolo26'),
+    neck=dict(version='yolo26'),
     bbox_head=dict(
         type='YOLOE2EHead',
-        num_classes=num_classes,
-        in_channels='auto',  # the neck's output channels, read from it
-        featmap_strides=(8, 16, 32),
         reg_max=1,  # no DFL: the box convs predict 4 distances in stride units
-        cls_branch='yolo11',
         # the reference's gains (cfg/default.yaml: box 7.5, cls 0.5, dfl 1.5, reused for the L1
         # distance loss without DFL: sides in px / image width or height, mean of 4, x target score)
-        loss_cls=dict(type='YOLOBCELoss', reduction='sum', loss_weight=0.5),
-        loss_bbox=dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
+        loss_dfl=None,
         loss_l1=dict(type='YOLODistanceL1Loss', reduction='sum', loss_weight=1.5),
         # E2ELoss: o2m x L_one2many + (1 - o2m) x L_one2one; o2m is 0.8 in the first epoch and set
         # before every epoch by the E2ELossScheduleHook of the configs (0.8 -> 0.1)
         o2m_weight=0.8),
     train_cfg=dict(
-        # one-to-many branch: the reference's E2ELoss one2many (tal_topk=10)
-        assigner=dict(
-            type='BatchTaskAlignedAssigner',
-            topk=10,
-            alpha=0.5,
-            beta=6.0,
-            eps=1e-9,
-            min_gt_size=16),  # GT sides < 16 px enlarged for the candidate test (ultralytics 8.4: strides[1])
+        # the one-to-many branch keeps YOLO11's assigner (the reference's E2ELoss one2many, tal_topk=10);
         # one-to-one branch: the reference's one2one (tal_topk=7, tal_topk2=1): after the conflicts
         # between GTs are resolved among the 7 best, each GT keeps its single best-aligned anchor
         o2o_assigner=dict(
@@ -69,6 +37,7 @@ model = dict(
         # one-to-many branch with NMS (the reference's default nms=None), by default the head's
         # NMS_DEFAULTS: nms_pre=30000, nms=dict(type='nms', iou_threshold=0.7), multi_label=True
         # (e.g. --cfg-options model.test_cfg.end2end=False model.test_cfg.nms.iou_threshold=0.6)
+        _delete_=True,
         end2end=True,
         score_thr=0.001,
         max_per_img=300))

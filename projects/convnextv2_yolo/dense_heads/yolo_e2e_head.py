@@ -112,6 +112,8 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
         loss_bbox (dict): IoU box loss (gain 7.5, ``box``).
         loss_l1 (dict): Distance loss replacing DFL: :class:`YOLODistanceL1Loss` (sides normalised by
             the image size; gain 1.5, the reference's ``dfl`` gain reused).
+        loss_dfl (None): Must be None (a config inheriting a DFL head's sets it so); anything else is a
+            ``ValueError``.
         bbox_coder (dict): Distance coder. Defaults to ``YOLODistanceBBoxCoder``.
         o2m_weight (float): Initial weight of the one-to-many loss (the reference's ``E2ELoss.o2m``,
             0.8; the one-to-one weight is ``1 - o2m_weight``). Defaults to 0.8.
@@ -137,6 +139,7 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
                  loss_cls: ConfigType = dict(type='YOLOBCELoss', reduction='sum', loss_weight=0.5),
                  loss_bbox: ConfigType = dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
                  loss_l1: ConfigType = dict(type='YOLODistanceL1Loss', reduction='sum', loss_weight=1.5),
+                 loss_dfl: OptConfigType = None,
                  bbox_coder: ConfigType = dict(type='YOLODistanceBBoxCoder'),
                  o2m_weight: float = 0.8,
                  degenerate_log_interval: int = 50,
@@ -145,6 +148,8 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
                  init_cfg: OptMultiConfig = None) -> None:
         if reg_max != 1:
             raise ValueError(f'YOLOE2EHead: reg_max must be 1 (YOLO26 has no DFL), got {reg_max}')
+        if loss_dfl is not None:  # None in configs that inherit a DFL head's (configs/_base_/models/yolo26.py)
+            raise ValueError(f'YOLOE2EHead: loss_dfl must be None (no DFL; the box term is loss_l1), got {loss_dfl}')
         super().__init__(num_classes, in_channels, featmap_strides=featmap_strides, reg_max=reg_max,
                          cls_branch=cls_branch, cls_channels=cls_channels, loss_cls=loss_cls, loss_bbox=loss_bbox,
                          loss_dfl=None, bbox_coder=bbox_coder, degenerate_log_interval=degenerate_log_interval,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import convnextv2_yolo  # noqa: F401
+from tests.helpers.logs import WarningRecords
 from tests.helpers.processes import PY, run_tool
 
 # three 64x48 images, one box each, in the categories below
@@ -343,20 +344,11 @@ def _exif_jpeg(path, size, orientation):
     img.save(path, exif=exif.tobytes())
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def warnings_log():
     from mmengine.logging import MMLogger
     logger = MMLogger.get_current_instance()
-    handler = _Records()
+    handler = WarningRecords()
     logger.addHandler(handler)
     yield handler.messages
     logger.removeHandler(handler)
@@ -412,7 +404,7 @@ def test_no_detections_is_a_warning_and_scores_0(tmp_path, metric_type):
     samples = _perfect_predictions(ds, 'swapped')
     for s in samples:
         s['pred_instances'] = {k: v[:0] for k, v in s['pred_instances'].items()}
-    handler = _Records()
+    handler = WarningRecords()
     handler.setLevel(logging.WARNING)
     logger = MMLogger.get_current_instance()
     logger.addHandler(handler)

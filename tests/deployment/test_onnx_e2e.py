@@ -17,20 +17,17 @@ from torch import nn
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (pip install -e ".[deploy]")')
 pytest.importorskip('onnx', reason='onnx is not installed (pip install -e ".[deploy]")')
 
-from tests.helpers.processes import PY, ROOT, run_tool  # noqa: E402
+from tests.helpers.deployment import (CLASSES, infer_with_both_backends, pattern_images,  # noqa: E402
+                                      randomise_batchnorm, save_random_checkpoint, shapes_config)
+from tests.helpers.processes import PY, run_tool  # noqa: E402
 
 YOLO26 = 'configs/yolo26/yolo26_n_8xb16-500e_coco.py'
 YOLO11 = 'configs/yolo11/yolo11_n_8xb16-500e_coco.py'
-CLASSES = ('rectangle', 'ellipse', 'triangle', 'star')  # the synthetic generator's
 SIZE = 128  # 16*16 + 8*8 + 4*4 = 336 anchors: the top-k keeps 300
 
 
 def _config(end2end: bool = True, size: int = SIZE, path: str = YOLO26):
-    from mmengine.config import Config
-
-    from convnextv2_yolo.datasets.data_overrides import apply_data_args
-    cfg = apply_data_args(Config.fromfile(osp.join(ROOT, path)), None, size)
-    cfg.model.bbox_head.num_classes = len(CLASSES)
+    cfg = shapes_config(path, size)
     if not end2end:
         cfg.merge_from_dict({'model.test_cfg.end2end': False})  # as --cfg-options does
     return cfg
@@ -38,13 +35,8 @@ def _config(end2end: bool = True, size: int = SIZE, path: str = YOLO26):
 
 def _randomise(model: nn.Module, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
+    randomise_batchnorm(model, g)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.2 + 0.2)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
         head = model.bbox_head
         for cls, reg in zip([*head.cls_convs, *head.one2one_cls_convs], [*head.reg_convs, *head.one2one_reg_convs]):
             cls[-1].bias.copy_(torch.randn(cls[-1].bias.shape, generator=g) * 1.5)
@@ -53,16 +45,7 @@ def _randomise(model: nn.Module, seed: int) -> None:
 
 def make_checkpoint(path: str, seed: int = 0, size: int = SIZE) -> str:
     """A random-weight YOLO26-n checkpoint (4 classes, names in its meta)."""
-    from mmdet.registry import MODELS
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmdet')
-    cfg = _config(size=size)
-    cfg.model.train_cfg = None
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    _randomise(model, seed)
-    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=CLASSES))), path)
-    return path
+    return save_random_checkpoint(_config(size=size), path, seed, _randomise)
 
 
 @pytest.fixture(scope='module')
@@ -79,11 +62,7 @@ def exported(tmp_path_factory):
 
 
 def _images(batch: int, seed: int, size=(SIZE, SIZE)) -> torch.Tensor:
-    """Pixel noise on a strong low-frequency pattern: features (and scores) vary from anchor to anchor."""
-    g = torch.Generator().manual_seed(seed)
-    blobs = nn.functional.interpolate(torch.randn(batch, 3, 8, 8, generator=g) * 3, size=size, mode='bilinear',
-                                      align_corners=False)
-    return blobs + torch.rand(batch, 3, *size, generator=g)
+    return pattern_images(batch, seed, size)
 
 
 def _reference_dets(model, images: torch.Tensor, max_det: int = 300) -> torch.Tensor:
@@ -268,14 +247,7 @@ def test_cli_export_and_infer_e2e_match_pytorch(tmp_path):
     onnx_path = str(tmp_path / 'model.onnx')
     res = run_tool([PY, 'tools/deployment/export_onnx.py', cfg_path, ckpt, onnx_path])
     assert 'postprocess e2e' in res.stdout and 'dets: (B, 189, 6) float32' in res.stdout, res.stdout
-    outs = {}
-    for backend, model_args in (('onnxruntime', [onnx_path, '--backend', 'onnxruntime']),
-                                ('pytorch', [cfg_path, ckpt])):
-        out_dir = str(tmp_path / backend)
-        run_tool([PY, 'tools/infer.py', data.img_dirs['val'], *model_args, '--out-dir', out_dir, '--device', 'cpu',
-                  '--score-thr', '0.5'])
-        outs[backend] = {f: json.load(open(osp.join(out_dir, 'preds', f))) for f in ('000001.json', '000002.json')}
-        assert all(osp.isfile(osp.join(out_dir, 'vis', f'00000{i}.jpg')) for i in (1, 2))
+    outs = infer_with_both_backends(data.img_dirs['val'], onnx_path, cfg_path, ckpt, str(tmp_path), num_images=2)
     for f, ref in outs['pytorch'].items():
         got = outs['onnxruntime'][f]
         assert len(ref['labels']) == len(got['labels']) == 189  # every anchor (96 px: 189 < 300), no NMS

@@ -16,36 +16,27 @@ from torch import nn
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (pip install -e ".[deploy]")')
 pytest.importorskip('onnx', reason='onnx is not installed (pip install -e ".[deploy]")')
 
-from tests.helpers.processes import PY, ROOT, run_tool  # noqa: E402
+from tests.helpers.deployment import (CLASSES, infer_with_both_backends, pattern_images,  # noqa: E402
+                                      randomise_batchnorm, save_random_checkpoint, shapes_config)
+from tests.helpers.processes import PY, run_tool  # noqa: E402
 
 CONFIGS = {
     'yolo11n': 'configs/yolo11/yolo11_n_8xb16-500e_coco.py',
     'yolov8n': 'configs/yolov8/yolov8_n_8xb16-500e_coco.py',
     'convnextv2-atto': 'configs/convnextv2_yolo/yolo11_convnextv2-atto_fcmae_8xb16-300e_coco.py',
 }
-CLASSES = ('rectangle', 'ellipse', 'triangle', 'star')  # the synthetic generator's
 SIZE = 128
 
 
 def _config(name: str, size: int = SIZE):
-    from mmengine.config import Config
-
-    from convnextv2_yolo.datasets.data_overrides import apply_data_args
-    cfg = apply_data_args(Config.fromfile(osp.join(ROOT, CONFIGS[name])), None, size)
-    cfg.model.bbox_head.num_classes = len(CLASSES)
-    return cfg
+    return shapes_config(CONFIGS[name], size)
 
 
 def _randomise(model: nn.Module, seed: int) -> None:
     """Random BatchNorm statistics and affine terms; class logits ~N(0, 1.5); DFL peaked near 2 bins."""
     g = torch.Generator().manual_seed(seed)
+    randomise_batchnorm(model, g)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.2 + 0.2)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
         head = model.bbox_head
         for cls, reg in zip(head.cls_convs, head.reg_convs):
             cls[-1].weight.mul_(1.0)
@@ -55,17 +46,9 @@ def _randomise(model: nn.Module, seed: int) -> None:
 
 
 def _checkpoint(name: str, path: str, seed: int = 0) -> str:
-    from mmdet.registry import MODELS
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmdet')
     cfg = _config(name)
     cfg.model.backbone.init_cfg = None
-    cfg.model.train_cfg = None
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    _randomise(model, seed)
-    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=CLASSES))), path)
-    return path
+    return save_random_checkpoint(cfg, path, seed, _randomise)
 
 
 @pytest.fixture(scope='module', params=list(CONFIGS))
@@ -83,11 +66,7 @@ def exported(request, tmp_path_factory):
 
 
 def _images(batch: int, seed: int) -> torch.Tensor:
-    """Pixel noise on a strong low-frequency pattern: features (and scores) vary from prior to prior."""
-    g = torch.Generator().manual_seed(seed)
-    blobs = nn.functional.interpolate(torch.randn(batch, 3, 8, 8, generator=g) * 3, size=(SIZE, SIZE),
-                                      mode='bilinear', align_corners=False)
-    return blobs + torch.rand(batch, 3, SIZE, SIZE, generator=g)
+    return pattern_images(batch, seed, (SIZE, SIZE))
 
 
 def _torch_detections(model, images, cfg=None):
@@ -268,15 +247,7 @@ def test_cli_export_and_infer_match_pytorch(tmp_path):
     res = run_tool([PY, 'tools/deployment/export_onnx.py', cfg_path, ckpt, onnx_path, '--postprocess', 'nms',
                     '--simplify'])
     assert 'num_dets: (B, 1) int32' in res.stdout and osp.isfile(onnx_path)
-    outs = {}
-    for backend, model_args in (('onnxruntime', [onnx_path, '--backend', 'onnxruntime']),
-                                ('pytorch', [cfg_path, ckpt])):
-        out_dir = str(tmp_path / backend)
-        run_tool([PY, 'tools/infer.py', data.img_dirs['val'], *model_args, '--out-dir', out_dir, '--device', 'cpu',
-                  '--score-thr', '0.5'])
-        outs[backend] = {f: json.load(open(osp.join(out_dir, 'preds', f))) for f in
-                         ('000001.json', '000002.json', '000003.json')}
-        assert all(osp.isfile(osp.join(out_dir, 'vis', f'00000{i}.jpg')) for i in (1, 2, 3))
+    outs = infer_with_both_backends(data.img_dirs['val'], onnx_path, cfg_path, ckpt, str(tmp_path), num_images=3)
     for f, ref in outs['pytorch'].items():
         got = outs['onnxruntime'][f]
         assert len(ref['labels']) > 5 and ref['labels'] == got['labels'], f

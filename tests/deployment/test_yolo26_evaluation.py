@@ -6,28 +6,17 @@ A tiny random-weight YOLO26-n (4 classes) on the synthetic shapes (64-px images,
 12*12 + 6*6 + 3*3 = 189 anchors, so the end-to-end path keeps every anchor's best pair).
 """
 import glob
-import logging
 import os.path as osp
 import pickle
 
 import pytest
 import torch
 
+from tests.helpers.logs import WarningRecords
 from tests.helpers.processes import PY, run_tool
 
 SIZE = 96
 ANCHORS = 189
-
-
-class _Records(logging.Handler):
-    """Warnings of the runner's logger (each runner makes its own current MMLogger)."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +41,7 @@ def setup(tmp_path_factory):
     return data, cfg_path, ckpt
 
 
-def _val(cfg_path: str, ckpt: str, work_dir: str, records: _Records, **test_cfg) -> tuple:
+def _val(cfg_path: str, ckpt: str, work_dir: str, records: WarningRecords, **test_cfg) -> tuple:
     """runner.val() (the validation loop training runs) with the checkpoint: (metrics, dumped predictions);
     the runner's warnings go to ``records``."""
     from mmengine.config import Config
@@ -76,7 +65,7 @@ def _val(cfg_path: str, ckpt: str, work_dir: str, records: _Records, **test_cfg)
 
 def test_validation_loop_on_both_paths(setup, tmp_path):
     data, cfg_path, ckpt = setup
-    records = _Records()
+    records = WarningRecords()
     warnings_log = records.messages
     e2e_metrics, e2e = _val(cfg_path, ckpt, str(tmp_path / 'e2e'), records)
     nms_metrics, nms = _val(cfg_path, ckpt, str(tmp_path / 'nms'), records, end2end=False)

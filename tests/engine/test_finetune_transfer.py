@@ -87,6 +87,21 @@ def test_class_index_map_rules():
     assert class_index_map(['a', 'b'], ['b', 'a']) == [1, 0]  # same names, other order: remapped
 
 
+def _assert_finetune_transfer(got: dict, src: dict, init: dict, final: set) -> None:
+    """The checkpoint ``src`` loaded into a FINETUNE_CLASSES model (state dict ``got``, ``init`` before loading):
+    every tensor but the final class convs ``final`` is the checkpoint's, exactly; their rows of the classes whose
+    names match COCO's (Car, bus, TRUCK) are the checkpoint's rows of those names, the other rows keep their init."""
+    for key, value in got.items():
+        if key not in final:
+            torch.testing.assert_close(value, src[key], rtol=0, atol=0, msg=key)
+    coco = [n.lower() for n in coco_names()]
+    rows = {0: coco.index('car'), 1: coco.index('bus'), 3: coco.index('truck')}
+    for key in final:
+        for row in range(len(FINETUNE_CLASSES)):
+            expected = src[key][rows[row]] if row in rows else init[key][row]  # unmatched rows keep init
+            torch.testing.assert_close(got[key][row], expected, rtol=0, atol=0, msg=f'{key} row {row}')
+
+
 def test_finetune_from_80_class_checkpoint(coco_ckpt, tiny_data, tmp_path):
     """load_from an 80-class checkpoint into a 5-class config through YOLORunner."""
     path, src = coco_ckpt
@@ -102,15 +117,7 @@ def test_finetune_from_80_class_checkpoint(coco_ckpt, tiny_data, tmp_path):
     got = runner.model.state_dict()
 
     final = {f'bbox_head.cls_convs.{i}.2.{p}' for i in range(3) for p in ('weight', 'bias')}
-    for key, value in got.items():
-        if key not in final:
-            torch.testing.assert_close(value, src[key], rtol=0, atol=0, msg=key)
-    coco = [n.lower() for n in coco_names()]
-    rows = {0: coco.index('car'), 1: coco.index('bus'), 3: coco.index('truck')}
-    for key in final:
-        for row in range(5):
-            expected = src[key][rows[row]] if row in rows else init[key][row]  # unmatched rows keep init
-            torch.testing.assert_close(got[key][row], expected, rtol=0, atol=0, msg=f'{key} row {row}')
+    _assert_finetune_transfer(got, src, init, final)
     log = _log_text(runner)
     total = len(got)
     assert f'{total} of {total} tensors transferred' in log
@@ -209,15 +216,7 @@ def test_finetune_yolo26_keeps_and_remaps_both_class_branches(tiny_data, tmp_pat
     got = runner.model.state_dict()
     final = {f'bbox_head.{b}.{i}.2.{p}' for b in ('cls_convs', 'one2one_cls_convs') for i in range(3)
              for p in ('weight', 'bias')}
-    for key, value in got.items():
-        if key not in final:
-            torch.testing.assert_close(value, src[key], rtol=0, atol=0, msg=key)
-    coco = [n.lower() for n in coco_names()]
-    rows = {0: coco.index('car'), 1: coco.index('bus'), 3: coco.index('truck')}
-    for key in final:
-        for row in range(5):
-            expected = src[key][rows[row]] if row in rows else init[key][row]
-            torch.testing.assert_close(got[key][row], expected, rtol=0, atol=0, msg=f'{key} row {row}')
+    _assert_finetune_transfer(got, src, init, final)
     log = _log_text(runner)
     assert f'{len(got)} of {len(got)} tensors transferred' in log
     assert 'class rows copied by name (3 classes, 12 tensors): car->Car, bus->bus, truck->TRUCK ' in log

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from convnextv2_yolo.dense_heads import YOLOE2EHead, YOLOHead, topk_detections
 from convnextv2_yolo.layers import SPPF, YOLO_SCALES, Bottleneck, C3k, C3k2, PSABlock
 from convnextv2_yolo.utils.complexity import count_flops, count_params
+from tests.helpers.modules import randomize
 from tests.helpers.paths import ROOT
 from tests.helpers.processes import PY, run_tool
 
@@ -33,21 +34,6 @@ REF_PYTHON = os.environ.get('CONVNEXTV2_YOLO_REFERENCE_PYTHON', osp.join(osp.dir
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if name.endswith('num_batches_tracked'):
-                continue
-            if name.endswith('running_var') or name.endswith('bn.weight'):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif t.dim() == 4:
-                t.copy_(torch.randn(t.shape, generator=g) * (2 / t[0].numel())**0.5)
-            else:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-    return module.eval()
 
 
 def load_cfg(scale: str, folder: str = 'yolo26', name: str = None):

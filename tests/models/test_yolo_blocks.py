@@ -11,27 +11,12 @@ import torch.nn.functional as F
 
 from convnextv2_yolo.layers import (C2PSA, SPPF, Attention, Bottleneck, C2f, C3k, C3k2, Conv, PSABlock, scale_channels,
                                     scale_depth)
+from tests.helpers.modules import randomize
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """He-scaled random kernels, random BN affine and statistics; eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if name.endswith('num_batches_tracked'):
-                continue
-            if name.endswith('running_var') or name.endswith('bn.weight'):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif t.dim() == 4:
-                t.copy_(torch.randn(t.shape, generator=g) * (2 / t[0].numel())**0.5)
-            else:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-    return module.eval()
 
 
 def conv_f(m: Conv, x: torch.Tensor, act: bool = True) -> torch.Tensor:

@@ -2,7 +2,6 @@
 YOLO26 (YOLOE2EHeadLossMixin), on a small test-only end-to-end head: scalar formulas, the branch
 weighting, the loss keys mmdet sums, gradients. The comparison with the reference is in
 test_e2e_loss_parity.py."""
-import math
 
 import pytest
 import torch
@@ -11,10 +10,10 @@ pytest.importorskip('mmcv.ops')
 
 from convnextv2_yolo.dense_heads import YOLOHead  # noqa: E402
 from convnextv2_yolo.losses import YOLODistanceL1Loss  # noqa: E402
-from tests.helpers.box_formulas import ciou_scalar  # noqa: E402
 from tests.helpers.heads import E2E_O2M_ASSIGNER as O2M  # noqa: E402
 from tests.helpers.heads import E2E_O2O_ASSIGNER as O2O  # noqa: E402
 from tests.helpers.heads import E2ETestHead  # noqa: E402
+from tests.helpers.loss_formulas import anchor_points, assign_packed, bce_sum, flatten_levels, positives  # noqa: E402
 
 SIZE = (64, 96)  # (H, W): not square, so that a swapped width / height shows
 PACKED = torch.tensor([[0, 1, 4., 6., 40., 50.], [0, 2, 30., 20., 90., 60.], [0, 0, 50., 30., 58., 36.],
@@ -70,42 +69,17 @@ def expected_l1_branch(head, cls_scores, bbox_preds, packed, assigner):
     """One branch's (cls, bbox, l1) losses per positive with scalars, the assignment taken from
     ``assigner`` (test_assigner checks it on its own); multiplied by the batch size."""
     B = cls_scores[0].shape[0]
-    points, strides = [], []
-    for m, s in zip(cls_scores, (8, 16, 32)):
-        h, w = m.shape[-2:]
-        points += [[x + 0.5, y + 0.5] for y in range(h) for x in range(w)]
-        strides += [s] * (h * w)
-    points = torch.tensor(points, dtype=torch.float64)
-    strides = torch.tensor(strides, dtype=torch.float64)[:, None]
-    logits = torch.cat([m.flatten(2) for m in cls_scores], 2).transpose(1, 2).double()
-    dist = torch.cat([m.flatten(2) for m in bbox_preds], 2).transpose(1, 2).double()
+    points, strides = anchor_points(cls_scores)
+    logits, dist = flatten_levels(cls_scores), flatten_levels(bbox_preds)
     pred = torch.cat([points - dist[..., :2], points + dist[..., 2:]], -1)  # stride units, no bins
-
-    M = max(int((packed[:, 0] == b).sum()) for b in range(B))
-    gt_b = torch.zeros(B, M, 4, dtype=torch.float64)
-    gt_l = torch.zeros(B, M, dtype=torch.long)
-    mask = torch.zeros(B, M, dtype=torch.bool)
-    for b in range(B):
-        rows = packed[packed[:, 0] == b]
-        gt_b[b, :len(rows)] = rows[:, 2:].double()
-        gt_l[b, :len(rows)] = rows[:, 1].long()
-        mask[b, :len(rows)] = True
-    res = assigner.assign(logits.sigmoid(), pred * strides, points * strides, gt_l, gt_b, mask)
+    res = assign_packed(assigner, logits, pred, points, strides, packed)
     t = res['assigned_scores']
     tss = max(t.sum().item(), 1.0)
-    bce = 0.0
-    for x, y in zip(logits.flatten().tolist(), t.flatten().tolist()):
-        p = 1 / (1 + math.exp(-x))
-        bce -= y * math.log(p) + (1 - y) * math.log(1 - p)
+    bce = bce_sum(logits, t)
     box, l1 = 0.0, 0.0
     H, W = SIZE
-    for b, a in res['fg_mask'].nonzero().tolist():
-        wt = t[b, a].sum().item()
-        s = strides[a, 0].item()
-        tgt = (res['assigned_bboxes'][b, a] / s).tolist()
-        box += (1 - ciou_scalar(pred[b, a].tolist(), tgt)) * wt
-        px, py = points[a].tolist()
-        sides = [px - tgt[0], py - tgt[1], tgt[2] - px, tgt[3] - py]  # unclamped, may be < 0
+    for b, a, wt, s, box_loss, sides in positives(res, t, pred, points, strides):  # sides may be < 0
+        box += box_loss * wt
         l1 += sum(abs(dist[b, a, k].item() - d) * s / n for k, (d, n) in enumerate(zip(sides, (W, H, W, H)))) / 4 * wt
     return dict(cls=0.5 * bce / tss * B, bbox=7.5 * box / tss * B, l1=1.5 * l1 / tss * B), res
 

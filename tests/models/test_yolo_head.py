@@ -12,8 +12,8 @@ from mmengine.logging import MessageHub  # noqa: E402
 
 from convnextv2_yolo.dense_heads import YOLOHead  # noqa: E402
 from convnextv2_yolo.task_modules import DFLBBoxCoder  # noqa: E402
-from tests.helpers.box_formulas import ciou_scalar  # noqa: E402
 from tests.helpers.heads import TEST_CFG, crafted_outputs, make_head  # noqa: E402
+from tests.helpers.loss_formulas import anchor_points, assign_packed, bce_sum, flatten_levels, positives  # noqa: E402
 
 
 def feats(in_channels=(8, 16, 32), size=64, batch=2, seed=0):
@@ -97,46 +97,18 @@ def expected_losses(head, cls_scores, bbox_dists, packed):
     """Losses written out per positive with scalars (the assignment is
     taken from the assigner, which test_assigner checks on its own)."""
     B = cls_scores[0].shape[0]
-    strides, points = [], []
-    for m, s in zip(cls_scores, (8, 16, 32)):
-        h, w = m.shape[-2:]
-        for y in range(h):
-            for x in range(w):
-                points.append([x + 0.5, y + 0.5])
-                strides.append(s)
-    points = torch.tensor(points, dtype=torch.float64)
-    strides = torch.tensor(strides, dtype=torch.float64)[:, None]
-    logits = torch.cat([m.flatten(2) for m in cls_scores], 2).transpose(1, 2).double()
-    dist = torch.cat([m.flatten(2) for m in bbox_dists], 2).transpose(1, 2).double()
+    points, strides = anchor_points(cls_scores)
+    logits, dist = flatten_levels(cls_scores), flatten_levels(bbox_dists)
     probs = dist.reshape(B, -1, 4, 16).softmax(-1)
     ltrb = (probs * torch.arange(16, dtype=torch.float64)).sum(-1)
     pred = torch.cat([points - ltrb[..., :2], points + ltrb[..., 2:]], -1)  # stride units
-
-    M = max(int((packed[:, 0] == b).sum()) for b in range(B))
-    gt_b = torch.zeros(B, M, 4, dtype=torch.float64)
-    gt_l = torch.zeros(B, M, dtype=torch.long)
-    mask = torch.zeros(B, M, dtype=torch.bool)
-    for b in range(B):
-        rows = packed[packed[:, 0] == b]
-        gt_b[b, :len(rows)] = rows[:, 2:].double()
-        gt_l[b, :len(rows)] = rows[:, 1].long()
-        mask[b, :len(rows)] = True
-    res = head.assigner.assign(logits.sigmoid(), pred * strides, points * strides, gt_l, gt_b, mask)
+    res = assign_packed(head.assigner, logits, pred, points, strides, packed)
     t = res['assigned_scores']
     tss = max(t.sum().item(), 1.0)
-
-    bce = 0.0
-    for x, y in zip(logits.flatten().tolist(), t.flatten().tolist()):
-        p = 1 / (1 + math.exp(-x))
-        bce -= y * math.log(p) + (1 - y) * math.log(1 - p)
+    bce = bce_sum(logits, t)
     box, dfl = 0.0, 0.0
-    for b, a in res['fg_mask'].nonzero().tolist():
-        w = t[b, a].sum().item()
-        s = strides[a, 0].item()
-        tgt = (res['assigned_bboxes'][b, a] / s).tolist()
-        box += (1 - ciou_scalar(pred[b, a].tolist(), tgt)) * w
-        px, py = points[a].tolist()
-        sides = [px - tgt[0], py - tgt[1], tgt[2] - px, tgt[3] - py]
+    for b, a, w, s, box_loss, sides in positives(res, t, pred, points, strides):
+        box += box_loss * w
         side_losses = []
         for k, d in enumerate(sides):
             d = min(max(d, 0.0), 14.99)

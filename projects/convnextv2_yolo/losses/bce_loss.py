@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor
 
+from .utils import weight_reduce
+
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
     """``(a * b).sum()`` without the product tensor when both share a dense layout."""
@@ -64,13 +66,7 @@ class YOLOBCELoss(nn.Module):
         if weight is None and reduction == 'sum':
             return self.loss_weight * (F.softplus(pred).sum() - _dot(pred, target))
         loss = F.binary_cross_entropy_with_logits(pred, target, reduction='none')
-        if weight is not None:
-            loss = loss * weight
-        if reduction == 'sum':
-            loss = loss.sum()
-        elif reduction == 'mean':
-            loss = loss.sum() / avg_factor if avg_factor is not None else loss.mean()
-        return self.loss_weight * loss
+        return self.loss_weight * weight_reduce(loss, weight, reduction, avg_factor)
 
     def sum_sparse(self, pred: Tensor, pos_mask: Tensor, pos_labels: Tensor, pos_targets: Tensor) -> Tensor:
         """Summed loss vs targets that are 0 except one class per positive.

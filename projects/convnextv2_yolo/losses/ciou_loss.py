@@ -12,6 +12,8 @@ import torch.nn as nn
 from mmdet.registry import MODELS
 from torch import Tensor
 
+from .utils import weight_reduce
+
 _V_FACTOR = 4 / math.pi**2
 
 
@@ -87,10 +89,4 @@ class YOLOCIoULoss(nn.Module):
         """
         reduction = reduction_override or self.reduction
         loss = 1.0 - bbox_ciou(pred, target, self.eps)
-        if weight is not None:
-            loss = loss * weight
-        if reduction == 'sum':
-            loss = loss.sum()
-        elif reduction == 'mean':
-            loss = loss.sum() / avg_factor if avg_factor is not None else loss.mean()
-        return self.loss_weight * loss
+        return self.loss_weight * weight_reduce(loss, weight, reduction, avg_factor)

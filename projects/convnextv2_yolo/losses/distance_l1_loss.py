@@ -6,6 +6,8 @@ import torch.nn as nn
 from mmdet.registry import MODELS
 from torch import Tensor
 
+from .utils import weight_reduce
+
 
 @MODELS.register_module()
 class YOLODistanceL1Loss(nn.Module):
@@ -60,10 +62,4 @@ class YOLODistanceL1Loss(nn.Module):
             h, w = (float(v) for v in img_shape)
             size = pred.new_tensor([w, h, w, h])
         loss = (pred / size - target.to(pred.dtype) / size).abs().mean(-1)
-        if weight is not None:
-            loss = loss * weight
-        if reduction == 'sum':
-            loss = loss.sum()
-        elif reduction == 'mean':
-            loss = loss.sum() / avg_factor if avg_factor is not None else loss.mean()
-        return self.loss_weight * loss
+        return self.loss_weight * weight_reduce(loss, weight, reduction, avg_factor)

@@ -144,6 +144,19 @@ def test_tools_and_tests_import_the_installed_package_only():
     assert not bad, f'path edits / imports by file path: {bad}'
 
 
+def test_tests_share_code_through_helpers_only():
+    """A test module imports no other test module: shared code lives in ``tests.helpers``."""
+    bad = {}
+    for p in _python_files('tests'):
+        for node in ast.walk(ast.parse(open(p, encoding='utf-8').read())):
+            names = [node.module or ''] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            hits = [n for n in names if any(part.startswith('test_') for part in n.split('.'))]
+            if hits:
+                bad.setdefault(osp.relpath(p, ROOT), []).extend(hits)
+    assert not bad, f'test modules imported by other tests (move the shared code to tests/helpers): {bad}'
+
+
 def test_the_path_check_sees_hacks():
     assert path_hacks('import sys\nsys.path.insert(0, "x")\n') == ['sys.path (line 2)']
     assert path_hacks('import importlib.util as u\nu.spec_from_file_location("m", "f.py")\n')

@@ -12,13 +12,13 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (pip install -e ".[deploy]")')
 pytest.importorskip('onnx', reason='onnx is not installed (pip install -e ".[deploy]")')
 
-from tests.helpers.deployment import (CLASSES, infer_with_both_backends, pattern_images,  # noqa: E402
-                                      randomise_batchnorm, save_random_checkpoint, shapes_config)
+from tests.helpers.deployment import (CLASSES, assert_same_detections, e2e_config,  # noqa: E402
+                                      infer_with_both_backends, pattern_images, random_dfl_checkpoint,
+                                      random_e2e_checkpoint)
 from tests.helpers.processes import PY, run_tool  # noqa: E402
 
 YOLO26 = 'configs/yolo26/yolo26_n_8xb16-500e_coco.py'
@@ -26,38 +26,16 @@ YOLO11 = 'configs/yolo11/yolo11_n_8xb16-500e_coco.py'
 SIZE = 128  # 16*16 + 8*8 + 4*4 = 336 anchors: the top-k keeps 300
 
 
-def _config(end2end: bool = True, size: int = SIZE, path: str = YOLO26):
-    cfg = shapes_config(path, size)
-    if not end2end:
-        cfg.merge_from_dict({'model.test_cfg.end2end': False})  # as --cfg-options does
-    return cfg
-
-
-def _randomise(model: nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    randomise_batchnorm(model, g)
-    with torch.no_grad():
-        head = model.bbox_head
-        for cls, reg in zip([*head.cls_convs, *head.one2one_cls_convs], [*head.reg_convs, *head.one2one_reg_convs]):
-            cls[-1].bias.copy_(torch.randn(cls[-1].bias.shape, generator=g) * 1.5)
-            reg[-1].bias.copy_(torch.rand(4, generator=g) + 1.0)
-
-
-def make_checkpoint(path: str, seed: int = 0, size: int = SIZE) -> str:
-    """A random-weight YOLO26-n checkpoint (4 classes, names in its meta)."""
-    return save_random_checkpoint(_config(size=size), path, seed, _randomise)
-
-
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
     """(checkpoint, e2e file, nms file of the one-to-many branch, PyTorch model): one trace each."""
     from convnextv2_yolo.deployment import export_onnx, load_detector
     tmp = tmp_path_factory.mktemp('yolo26')
-    ckpt = make_checkpoint(str(tmp / 'model.pth'))
+    ckpt = random_e2e_checkpoint(str(tmp / 'model.pth'))
     e2e, nms = str(tmp / 'e2e.onnx'), str(tmp / 'nms.onnx')
-    assert export_onnx(_config(), ckpt, e2e, imgsz=(SIZE, SIZE), postprocess='auto')['postprocess'] == 'e2e'
-    assert export_onnx(_config(False), ckpt, nms, imgsz=(SIZE, SIZE), postprocess='auto')['postprocess'] == 'nms'
-    model, _ = load_detector(_config(), ckpt)  # unfused: the PyTorch eager model
+    assert export_onnx(e2e_config(), ckpt, e2e, imgsz=(SIZE, SIZE), postprocess='auto')['postprocess'] == 'e2e'
+    assert export_onnx(e2e_config(False), ckpt, nms, imgsz=(SIZE, SIZE), postprocess='auto')['postprocess'] == 'nms'
+    model, _ = load_detector(e2e_config(), ckpt)  # unfused: the PyTorch eager model
     return ckpt, e2e, nms, model
 
 
@@ -149,7 +127,6 @@ def test_e2e_detections_equal_pytorch(exported):
 def test_nms_path_of_yolo26_equals_pytorch(exported):
     """end2end=False: the one-to-many branch with NMS in the graph = predict_by_feat's NMS path."""
     from convnextv2_yolo.deployment import ORTDetector
-    from tests.deployment.test_onnx_export import _assert_same_detections
     _, _, nms, model = exported
     images = _images(2, seed=2)
     with torch.no_grad():
@@ -159,7 +136,7 @@ def test_nms_path_of_yolo26_equals_pytorch(exported):
     got = ORTDetector(nms, threads=2).predict_instances(images)
     for i, (ref, res) in enumerate(zip(refs, got)):
         assert candidates > 1000 and 20 < len(ref) < candidates / 2, (candidates, len(ref))
-        _assert_same_detections(ref, res, f'nms path image {i}')
+        assert_same_detections(ref, res, f'nms path image {i}')
 
 
 def test_e2e_through_the_test_pipeline_equals_pytorch(exported, tmp_path):
@@ -193,7 +170,7 @@ def test_dynamic_e2e_file_at_other_sizes(exported, tmp_path):
     from convnextv2_yolo.deployment import ORTDetector, export_onnx
     ckpt, _, _, model = exported
     path = str(tmp_path / 'dyn.onnx')
-    export_onnx(_config(), ckpt, path, imgsz=(SIZE, SIZE), dynamic=True, postprocess='e2e')
+    export_onnx(e2e_config(), ckpt, path, imgsz=(SIZE, SIZE), dynamic=True, postprocess='e2e')
     det = ORTDetector(path)
     for size, k in (((96, 64), 126), ((160, 160), 300)):
         images = _images(2, seed=3, size=size)
@@ -214,13 +191,12 @@ def test_nms_on_an_end_to_end_model_is_refused(exported, tmp_path):
     for postprocess in ('nms', 'none'):
         with pytest.raises(ExportError, match=rf'--postprocess {postprocess}: this is an end-to-end model .* '
                                               r'take no NMS .*model\.test_cfg\.end2end=False'):
-            export_onnx(_config(), ckpt, out, imgsz=(64, 64), postprocess=postprocess)
+            export_onnx(e2e_config(), ckpt, out, imgsz=(64, 64), postprocess=postprocess)
     with pytest.raises(ExportError, match='--postprocess e2e: this config sets test_cfg.end2end=False'):
-        export_onnx(_config(False), ckpt, out, imgsz=(64, 64), postprocess='e2e')
-    from tests.deployment.test_onnx_export import _checkpoint
-    yolo11 = _checkpoint('yolo11n', str(tmp_path / 'yolo11.pth'))
+        export_onnx(e2e_config(False), ckpt, out, imgsz=(64, 64), postprocess='e2e')
+    yolo11 = random_dfl_checkpoint('yolo11n', str(tmp_path / 'yolo11.pth'))
     with pytest.raises(ExportError, match='--postprocess e2e needs an end-to-end head .* YOLOHead'):
-        export_onnx(_config(path=YOLO11), yolo11, out, imgsz=(64, 64), postprocess='e2e')
+        export_onnx(e2e_config(path=YOLO11), yolo11, out, imgsz=(64, 64), postprocess='e2e')
     assert not osp.exists(out)
     # an exported end-to-end file fed to an NMS step
     with pytest.raises(ExportError, match='e2e.onnx: an end-to-end .* take no NMS'):
@@ -239,11 +215,11 @@ def test_cli_export_and_infer_e2e_match_pytorch(tmp_path):
     (boxes rescaled to the original image, scores within 1e-4); and the NMS path's file (4 processes)."""
     from tests.helpers.tiny import make_tiny_data
     data = make_tiny_data(str(tmp_path / 'shapes'), num_train=1, num_val=2)
-    cfg = _config(size=96)
+    cfg = e2e_config(size=96)
     cfg.test_dataloader.dataset.metainfo = dict(classes=CLASSES)
     cfg_path = str(tmp_path / 'cfg.py')
     cfg.dump(cfg_path)
-    ckpt = make_checkpoint(str(tmp_path / 'model.pth'), seed=6, size=96)
+    ckpt = random_e2e_checkpoint(str(tmp_path / 'model.pth'), seed=6, size=96)
     onnx_path = str(tmp_path / 'model.onnx')
     res = run_tool([PY, 'tools/deployment/export_onnx.py', cfg_path, ckpt, onnx_path])
     assert 'postprocess e2e' in res.stdout and 'dets: (B, 189, 6) float32' in res.stdout, res.stdout

@@ -11,53 +11,28 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (pip install -e ".[deploy]")')
 pytest.importorskip('onnx', reason='onnx is not installed (pip install -e ".[deploy]")')
 
-from tests.helpers.deployment import (CLASSES, infer_with_both_backends, pattern_images,  # noqa: E402
-                                      randomise_batchnorm, save_random_checkpoint, shapes_config)
+from tests.helpers.deployment import (CLASSES, DFL_CONFIGS, assert_same_detections,  # noqa: E402
+                                      infer_with_both_backends, pattern_images, random_dfl_checkpoint, shapes_config)
 from tests.helpers.processes import PY, run_tool  # noqa: E402
 
-CONFIGS = {
-    'yolo11n': 'configs/yolo11/yolo11_n_8xb16-500e_coco.py',
-    'yolov8n': 'configs/yolov8/yolov8_n_8xb16-500e_coco.py',
-    'convnextv2-atto': 'configs/convnextv2_yolo/yolo11_convnextv2-atto_fcmae_8xb16-300e_coco.py',
-}
 SIZE = 128
 
 
 def _config(name: str, size: int = SIZE):
-    return shapes_config(CONFIGS[name], size)
+    return shapes_config(DFL_CONFIGS[name], size)
 
 
-def _randomise(model: nn.Module, seed: int) -> None:
-    """Random BatchNorm statistics and affine terms; class logits ~N(0, 1.5); DFL peaked near 2 bins."""
-    g = torch.Generator().manual_seed(seed)
-    randomise_batchnorm(model, g)
-    with torch.no_grad():
-        head = model.bbox_head
-        for cls, reg in zip(head.cls_convs, head.reg_convs):
-            cls[-1].weight.mul_(1.0)
-            cls[-1].bias.copy_(torch.randn(cls[-1].bias.shape, generator=g) * 1.5)
-            bins = torch.arange(head.reg_max, dtype=torch.float)
-            reg[-1].bias.copy_((-0.5 * (bins - 2) ** 2).repeat(4))
-
-
-def _checkpoint(name: str, path: str, seed: int = 0) -> str:
-    cfg = _config(name)
-    cfg.model.backbone.init_cfg = None
-    return save_random_checkpoint(cfg, path, seed, _randomise)
-
-
-@pytest.fixture(scope='module', params=list(CONFIGS))
+@pytest.fixture(scope='module', params=list(DFL_CONFIGS))
 def exported(request, tmp_path_factory):
     """(name, cfg, checkpoint, raw file, nms file, PyTorch model): one trace per model."""
     from convnextv2_yolo.deployment import export_onnx, load_detector, raw_to_nms
     name = request.param
     tmp = tmp_path_factory.mktemp(name)
-    ckpt = _checkpoint(name, str(tmp / 'model.pth'))
+    ckpt = random_dfl_checkpoint(name, str(tmp / 'model.pth'))
     cfg = _config(name)
     export_onnx(cfg, ckpt, str(tmp / 'raw.onnx'), imgsz=(SIZE, SIZE), postprocess='none')
     raw_to_nms(str(tmp / 'raw.onnx'), str(tmp / 'nms.onnx'))
@@ -73,24 +48,6 @@ def _torch_detections(model, images, cfg=None):
     with torch.no_grad():
         outs = model.bbox_head(model.extract_feat(images))
         return model.bbox_head.predict_by_feat(*outs, cfg=cfg, rescale=False)
-
-
-def _assert_same_detections(ref, got, what: str) -> None:
-    """The same detections (one-to-one: same label, boxes within 1e-3 px, scores within 1e-5), both by
-    descending score; the order of detections whose scores differ by float rounding may differ."""
-    assert len(ref) == len(got), f'{what}: {len(ref)} PyTorch detections, {len(got)} ONNX Runtime'
-    if not len(ref):
-        return
-    same_label = ref.labels.long()[:, None] == got.labels.long()[None]
-    box_err = (ref.bboxes[:, None] - got.bboxes[None]).abs().amax(-1)
-    box_err = torch.where(same_label, box_err, torch.full_like(box_err, float('inf')))
-    match = box_err.argmin(1)
-    assert len(set(match.tolist())) == len(ref), f'{what}: detections are not one-to-one'
-    assert box_err.min(1).values.max().item() <= 1e-3, what
-    assert (ref.scores - got.scores[match]).abs().max().item() <= 1e-5, what
-    for res in (ref, got):
-        assert (res.scores[1:] <= res.scores[:-1]).all(), what
-    assert (match - torch.arange(len(ref))).abs().max().item() <= 2, f'{what}: order differs beyond ties'
 
 
 def test_raw_outputs_equal_pytorch(exported):
@@ -120,7 +77,7 @@ def test_nms_graph_equals_pytorch_on_overlapping_candidates(exported):
         for i, (ref, res) in enumerate(zip(refs, got)):
             # many overlapping candidates, most of them suppressed
             assert candidates > 900 and 20 < len(ref) < candidates / 2, (candidates, len(ref))
-            _assert_same_detections(ref, res, f'{name} {osp.basename(path)} image {i}')
+            assert_same_detections(ref, res, f'{name} {osp.basename(path)} image {i}')
 
 
 def test_nms_graph_options_match_pytorch(exported, tmp_path):
@@ -146,7 +103,7 @@ def test_nms_graph_options_match_pytorch(exported, tmp_path):
         got = ORTDetector(path).predict_instances(images)
         for i, (ref, res) in enumerate(zip(_torch_detections(model, images, test_cfg), got)):
             assert len(ref) > 5
-            _assert_same_detections(ref, res, f'multi_label={multi_label} image {i}')
+            assert_same_detections(ref, res, f'multi_label={multi_label} image {i}')
         out = ORTDetector(path).run(images.numpy())
         n = out['num_dets'][:, 0]
         assert out['num_dets'].dtype == np.int32 and out['labels'].dtype == np.int32
@@ -158,7 +115,7 @@ def test_nms_graph_options_match_pytorch(exported, tmp_path):
 
 def test_dynamic_batch_equals_batch_one(tmp_path):
     from convnextv2_yolo.deployment import ORTDetector, export_onnx
-    ckpt = _checkpoint('yolo11n', str(tmp_path / 'model.pth'), seed=4)
+    ckpt = random_dfl_checkpoint('yolo11n', str(tmp_path / 'model.pth'), seed=4)
     path = str(tmp_path / 'dyn.onnx')
     export_onnx(_config('yolo11n'), ckpt, path, imgsz=(SIZE, SIZE), postprocess='nms', dynamic='batch')
     det = ORTDetector(path)
@@ -242,7 +199,7 @@ def test_cli_export_and_infer_match_pytorch(tmp_path):
     cfg.test_dataloader.dataset.metainfo = dict(classes=CLASSES)
     cfg_path = str(tmp_path / 'cfg.py')
     cfg.dump(cfg_path)
-    ckpt = _checkpoint('yolo11n', str(tmp_path / 'model.pth'), seed=6)
+    ckpt = random_dfl_checkpoint('yolo11n', str(tmp_path / 'model.pth'), seed=6)
     onnx_path = str(tmp_path / 'model.onnx')
     res = run_tool([PY, 'tools/deployment/export_onnx.py', cfg_path, ckpt, onnx_path, '--postprocess', 'nms',
                     '--simplify'])
@@ -281,7 +238,7 @@ def test_file_without_our_metadata_is_refused(exported, tmp_path):
 
 def test_checkpoint_that_does_not_fit_is_refused_with_the_first_key(tmp_path):
     from convnextv2_yolo.deployment import ExportError, export_onnx
-    ckpt = torch.load(_checkpoint('yolo11n', str(tmp_path / 'model.pth')), weights_only=True)
+    ckpt = torch.load(random_dfl_checkpoint('yolo11n', str(tmp_path / 'model.pth')), weights_only=True)
     state = ckpt['state_dict']
     state['neck.top_down_layers.0.cv1.conv.weight'] = state['neck.top_down_layers.0.cv1.conv.weight'][:1]
     del state['bbox_head.dfl.conv.weight']
@@ -302,7 +259,7 @@ def test_unsupported_options_are_refused(tmp_path):
         with pytest.raises(ExportError, match=why):
             check_test_cfg(dict(nms=nms), 'nms')
     check_test_cfg(dict(nms=dict(type='soft_nms')), 'none')  # raw files leave NMS to the caller
-    ckpt = _checkpoint('yolo11n', str(tmp_path / 'model.pth'))
+    ckpt = random_dfl_checkpoint('yolo11n', str(tmp_path / 'model.pth'))
     if not {'CUDAExecutionProvider', 'TensorrtExecutionProvider'} & set(ort.get_available_providers()):
         with pytest.raises(ExportError, match='--half: this ONNX Runtime has no GPU provider'):
             export_onnx(_config('yolo11n'), ckpt, str(tmp_path / 'h.onnx'), imgsz=(64, 64), half=True)

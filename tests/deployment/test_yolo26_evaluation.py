@@ -24,7 +24,8 @@ def setup(tmp_path_factory):
     """(tiny data, config file, checkpoint)."""
     from mmengine.config import Config
 
-    from tests.deployment.test_onnx_e2e import CLASSES, make_checkpoint
+    from tests.helpers.deployment import CLASSES
+    from tests.helpers.deployment import random_e2e_checkpoint as make_checkpoint
     from tests.helpers.paths import ROOT
     from tests.helpers.tiny import make_tiny_data, tiny_cfg
     tmp = tmp_path_factory.mktemp('yolo26_eval')

@@ -1,6 +1,10 @@
-"""Random weights for module tests (the block, layout and end-to-end head tests)."""
+"""Random weights for module tests (blocks, layouts, end-to-end head); configs and models of the repository."""
+import os.path as osp
+
 import torch
 import torch.nn as nn
+
+from .paths import ROOT
 
 
 def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -17,3 +21,21 @@ def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
             else:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
     return module.eval()
+
+
+def load_cfg(scale: str, folder: str = 'yolo26', name: str = None):
+    """A config of the repository (default: YOLO26 at ``scale``), with its default scope set."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', folder, name or f'yolo26_{scale}_8xb16-500e_coco.py'))
+    init_default_scope(cfg.default_scope)
+    return cfg
+
+
+def build(cfg, meta: bool = False):
+    """The model of ``cfg`` (on the meta device: shapes only, no memory)."""
+    from mmdet.registry import MODELS
+    if meta:
+        with torch.device('meta'):
+            return MODELS.build(cfg.model)
+    return MODELS.build(cfg.model)

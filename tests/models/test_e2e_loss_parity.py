@@ -134,7 +134,7 @@ def test_real_head_loss_equals_the_reference(tmp_path):
 
     from convnextv2_yolo import converters as conv
     from convnextv2_yolo.converters import reference_key
-    from tests.models.test_yolo26 import build, load_cfg
+    from tests.helpers.modules import build, load_cfg
 
     at_epochs = (0, EPOCHS - 1)
     data = make_inputs(seed=1)

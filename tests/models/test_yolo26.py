@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from convnextv2_yolo.dense_heads import YOLOE2EHead, YOLOHead, topk_detections
 from convnextv2_yolo.layers import SPPF, YOLO_SCALES, Bottleneck, C3k, C3k2, PSABlock
 from convnextv2_yolo.utils.complexity import count_flops, count_params
-from tests.helpers.modules import randomize
+from tests.helpers.modules import build, load_cfg, randomize
 from tests.helpers.paths import ROOT
 from tests.helpers.processes import PY, run_tool
 
@@ -34,22 +34,6 @@ REF_PYTHON = os.environ.get('CONVNEXTV2_YOLO_REFERENCE_PYTHON', osp.join(osp.dir
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def load_cfg(scale: str, folder: str = 'yolo26', name: str = None):
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', folder, name or f'yolo26_{scale}_8xb16-500e_coco.py'))
-    init_default_scope(cfg.default_scope)
-    return cfg
-
-
-def build(cfg, meta: bool = False):
-    from mmdet.registry import MODELS
-    if meta:
-        with torch.device('meta'):
-            return MODELS.build(cfg.model)
-    return MODELS.build(cfg.model)
 
 
 # ----------------------------------------------------------------------------- blocks

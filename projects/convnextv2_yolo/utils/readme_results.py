@@ -117,13 +117,14 @@ def render_throughput(summary: dict) -> str:
 def blocks(root: str) -> Dict[str, str]:
     """Every README block rendered from the committed result files (``docs/results/index.json`` lists
     them: ``{"demo": ["demo/seed0.json", ...], "parity": [["description", "parity/x/summary.json"], ...],
+    "parity_<name>": [...] (another parity table, block ``parity_<name>``),
     "throughput": "throughput/summary.json"}``)."""
     index = load_result(root, 'index.json')
     out = {}
     if 'demo' in index:
         out['demo'] = render_demo([load_result(root, rel) for rel in index['demo']], index['demo'])
-    if 'parity' in index:
-        out['parity'] = render_parity([(desc, load_result(root, rel)) for desc, rel in index['parity']])
+    for key in (k for k in index if k.startswith('parity')):  # 'parity', 'parity_yolo26', ...: one table each
+        out[key] = render_parity([(desc, load_result(root, rel)) for desc, rel in index[key]])
     if 'throughput' in index:
         out['throughput'] = render_throughput(load_result(root, index['throughput']))
     return out

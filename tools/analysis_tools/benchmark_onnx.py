@@ -3,7 +3,8 @@ YOLO26-n's end-to-end file (no NMS) vs YOLO11-n's file with NMS, in the same run
 
     python tools/analysis_tools/benchmark_onnx.py [--models yolo11n convnextv2-atto] [--imgsz 640]
         [--batch 1] [--threads 2] [--runs 20] [--warmup 3] [--device cpu] [--half] [--json out.json]
-    python tools/analysis_tools/benchmark_onnx.py --e2e [--imgsz 640] [--batch 1] [--threads 2] [--runs 50]
+    python tools/analysis_tools/benchmark_onnx.py --e2e [--e2e-scales n s m l x] [--imgsz 640] [--batch 1]
+        [--threads 2] [--runs 50]
 
 For each model (random weights with the reference's head init, so that almost no score passes 0.001
 and the nms column is the graph's fixed cost; ConvNeXt V2 without its FCMAE init_cfg: nothing is
@@ -26,7 +27,8 @@ uses the TensorRT and CUDA providers when installed (--half: fp16 weights and in
 file of both timed in turn within each run (one interleaved loop, so that the load hits all alike):
 YOLO26-n ``e2e`` (one-to-one branch + two-stage top-k, (B, 300, 6), no NMS: its cost does not depend on
 the scores), YOLO26-n ``nms`` (one-to-many branch + NMS, ``test_cfg.end2end=False``), YOLO11-n ``nms``
-and both ``none`` (raw) files; then the YOLO26-n e2e / YOLO11-n nms ratio. The ``nms`` graphs' cost
+and both ``none`` (raw) files, plus the end-to-end files of the YOLO26 scales named by --e2e-scales (the
+README's per-scale CPU latency); then the YOLO26-n e2e / YOLO11-n nms ratio. The ``nms`` graphs' cost
 grows with the candidates above score_thr (few with these weights: a lower bound for trained models).
 """
 import argparse
@@ -42,7 +44,7 @@ MODELS_CFG = {
     'yolo11n': 'configs/yolo11/yolo11_n_8xb16-500e_coco.py',
     'yolov8n': 'configs/yolov8/yolov8_n_8xb16-500e_coco.py',
     'convnextv2-atto': 'configs/convnextv2_yolo/yolo11_convnextv2-atto_fcmae_8xb16-300e_coco.py',
-    'yolo26n': 'configs/yolo26/yolo26_n_8xb16-500e_coco.py',
+    **{f'yolo26{s}': f'configs/yolo26/yolo26_{s}_8xb16-500e_coco.py' for s in 'nsmlx'},
 }
 
 
@@ -60,6 +62,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--e2e', action='store_true',
                    help='YOLO26-n end-to-end (no NMS) vs YOLO11-n with NMS, every file timed in one loop '
                         '(--models is ignored)')
+    p.add_argument('--e2e-scales', nargs='+', default=['n'], choices=list('nsmlx'),
+                   help='with --e2e: the YOLO26 scales whose end-to-end file joins the loop (n always does; '
+                        'the nms and raw files are timed for YOLO26-n only)')
     return p.parse_args()
 
 
@@ -151,19 +156,21 @@ def bench_e2e(args: argparse.Namespace, tmp: str) -> list:
 
     from convnextv2_yolo.deployment import export_onnx, make_session, raw_to_nms
     files = {}
-    for name in ('yolo26n', 'yolo11n'):
+    scales = ['n'] + [s for s in 'smlx' if s in args.e2e_scales]
+    for name in [f'yolo26{s}' for s in scales] + ['yolo11n']:
         cfg, _, ckpt = build_model(name, args, tmp)
-        raw, nms = osp.join(tmp, f'{name}_raw.onnx'), osp.join(tmp, f'{name}_nms.onnx')
-        export_onnx(cfg, ckpt, raw, imgsz=(args.imgsz, args.imgsz), batch=args.batch, postprocess='none',
-                    half=args.half, device=args.device)
-        raw_to_nms(raw, nms)
-        if name == 'yolo26n':
+        if name.startswith('yolo26'):
             e2e_cfg = copy.deepcopy(cfg)
             e2e_cfg.model.test_cfg.end2end = True
             files[(name, 'e2e')] = osp.join(tmp, f'{name}_e2e.onnx')
             export_onnx(e2e_cfg, ckpt, files[(name, 'e2e')], imgsz=(args.imgsz, args.imgsz), batch=args.batch,
                         postprocess='e2e', half=args.half, device=args.device)
-        files[(name, 'nms')], files[(name, 'none')] = nms, raw
+        if name in ('yolo26n', 'yolo11n'):
+            raw, nms = osp.join(tmp, f'{name}_raw.onnx'), osp.join(tmp, f'{name}_nms.onnx')
+            export_onnx(cfg, ckpt, raw, imgsz=(args.imgsz, args.imgsz), batch=args.batch, postprocess='none',
+                        half=args.half, device=args.device)
+            raw_to_nms(raw, nms)
+            files[(name, 'nms')], files[(name, 'none')] = nms, raw
     feed = np.random.default_rng(0).random((args.batch, 3, args.imgsz, args.imgsz)).astype(
         'float16' if args.half else 'float32')
     fns, outputs, provider = {}, {}, None

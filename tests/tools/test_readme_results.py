@@ -41,7 +41,7 @@ def test_result_files_say_where_they_come_from():
         assert r['iterations'] == r['epochs'] * 100, rel  # 800 images, batch 8
     main = _load(index['demo'][0])
     assert main['command'] == 'tools/demo.py' and main['machine']['torch_threads'] == main['machine']['cores']
-    for _, rel in index['parity']:
+    for _, rel, *_ in (entry for key in index if key.startswith('parity') for entry in index[key]):
         s = _load(rel)
         assert s['provenance']['command'].startswith('tools/analysis_tools/train_parity.py'), rel
         assert s['ours'], rel
@@ -60,6 +60,21 @@ def test_render_marks_and_replaces_blocks():
     empty = '<!-- results:y -->\n<!-- /results:y -->\n'  # a new block, not rendered yet
     assert readme_blocks(empty) == {'y': ''}
     assert render_readme(empty, {'y': 'z'}) == '<!-- results:y -->\nz\n<!-- /results:y -->\n'
+
+
+def test_parity_table_lists_the_references_own_validator_once():
+    from convnextv2_yolo.utils.readme_results import render_parity
+    side = dict(label='ours (x.py)', seeds=[0], final_mAP50_95=[0.25], final_mAP50=[0.5], mean_mAP50_95=0.25,
+                mean_mAP50=0.5)
+    own = dict(own_val_rect=[{'seed': 0, 'ours_evaluator': 0.26, 'mAP50-95': 0.251}],
+               own_val_square=[{'seed': 0, 'ours_evaluator': 0.26, 'mAP50-95': 0.256}])
+    summary = dict(ours=side, reference=dict(side), reference_own_validator=own)
+    table = render_parity([('`plates` (2 classes)', summary)])
+    assert '| `plates` | 0 | 0.260 | 0.251 | 0.256 |' in table
+    again = render_parity([('`plates` (2 classes)', summary), ('again', summary, {'own_validator': False})])
+    assert again.count('| 0.260 | 0.251 | 0.256 |') == 1 and again.count('ours (x.py)') == 2
+    alone = render_parity([('again', summary, {'own_validator': False})])
+    assert '0.256' not in alone and "its validator" not in alone
 
 
 @pytest.mark.slow

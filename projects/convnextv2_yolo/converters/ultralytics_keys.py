@@ -46,32 +46,22 @@ SCALES = ('n', 's', 'm', 'l', 'x')
 VERSIONS = ('yolo11', 'yolov8', 'yolo26')
 ARCHS = VERSIONS  # deprecated name of VERSIONS
 
-# Reference layer index -> our module name.
+# Reference layer index -> our module name. Layers 0-9 (stem, four stages, SPPF) are the same in every
+# family; YOLO11 adds C2PSA (10), so its neck and head sit one index later than YOLOv8's.
+BACKBONE_LAYERS: Dict[int, str] = {
+    0: 'backbone.stem',
+    1: 'backbone.stage1.0', 2: 'backbone.stage1.1',
+    3: 'backbone.stage2.0', 4: 'backbone.stage2.1',
+    5: 'backbone.stage3.0', 6: 'backbone.stage3.1',
+    7: 'backbone.stage4.0', 8: 'backbone.stage4.1',
+    9: 'backbone.stage4.2',
+}
+_NECK_HEAD = ('neck.top_down_layers.0', 'neck.top_down_layers.1', 'neck.downsample_layers.0',
+              'neck.bottom_up_layers.0', 'neck.downsample_layers.1', 'neck.bottom_up_layers.1', 'bbox_head')
 LAYER_MAPS: Dict[str, Dict[int, str]] = {
-    'yolo11': {
-        0: 'backbone.stem',
-        1: 'backbone.stage1.0', 2: 'backbone.stage1.1',
-        3: 'backbone.stage2.0', 4: 'backbone.stage2.1',
-        5: 'backbone.stage3.0', 6: 'backbone.stage3.1',
-        7: 'backbone.stage4.0', 8: 'backbone.stage4.1',
-        9: 'backbone.stage4.2', 10: 'backbone.stage4.3',
-        13: 'neck.top_down_layers.0', 16: 'neck.top_down_layers.1',
-        17: 'neck.downsample_layers.0', 19: 'neck.bottom_up_layers.0',
-        20: 'neck.downsample_layers.1', 22: 'neck.bottom_up_layers.1',
-        23: 'bbox_head',
-    },
-    'yolov8': {
-        0: 'backbone.stem',
-        1: 'backbone.stage1.0', 2: 'backbone.stage1.1',
-        3: 'backbone.stage2.0', 4: 'backbone.stage2.1',
-        5: 'backbone.stage3.0', 6: 'backbone.stage3.1',
-        7: 'backbone.stage4.0', 8: 'backbone.stage4.1',
-        9: 'backbone.stage4.2',
-        12: 'neck.top_down_layers.0', 15: 'neck.top_down_layers.1',
-        16: 'neck.downsample_layers.0', 18: 'neck.bottom_up_layers.0',
-        19: 'neck.downsample_layers.1', 21: 'neck.bottom_up_layers.1',
-        22: 'bbox_head',
-    },
+    'yolo11': {**BACKBONE_LAYERS, 10: 'backbone.stage4.3',
+               **dict(zip((13, 16, 17, 19, 20, 22, 23), _NECK_HEAD))},
+    'yolov8': {**BACKBONE_LAYERS, **dict(zip((12, 15, 16, 18, 19, 21, 22), _NECK_HEAD))},
 }
 LAYER_MAPS['yolo26'] = LAYER_MAPS['yolo11']  # yolo26.yaml has YOLO11's layers (other blocks inside)
 HEAD_INDEX = {'yolo11': 23, 'yolov8': 22, 'yolo26': 23}

@@ -73,13 +73,15 @@ def render_demo(results: Sequence[dict], names: Sequence[str] = ()) -> str:
 
 def render_parity(entries: Sequence[Tuple[str, dict]]) -> str:
     """The training-parity tables: final mAP of both sides per dataset (one ``(description,
-    summary.json)`` each; a summary with only our side, e.g. a recipe variant, gives one row), then the
-    reference's own validator on its final models where ``--ref-val`` ran."""
+    summary.json)`` or ``(description, summary.json, options)`` each; a summary with only our side, e.g. a
+    recipe variant, gives one row), then the reference's own validator on its final models where
+    ``--ref-val`` ran, unless the entry's options say ``own_validator: false`` (a summary listed again
+    for comparison, whose validator rows belong to its own table)."""
     rows = ['| dataset (CPU, this machine) | side | final mAP50-95 per seed | mean | final mAP50 per seed | mean |',
             '|---|---|---|---|---|---|']
     own = ['', "| dataset | seed | reference's model, our evaluator | its validator, rectangular batches "
            '(its default) | its validator, square letterbox (ours) |', '|---|---|---|---|---|']
-    for description, summary in entries:
+    for description, summary, *options in entries:
         first = True
         for side in ('ours', 'reference'):
             s = summary.get(side)
@@ -95,6 +97,8 @@ def render_parity(entries: Sequence[Tuple[str, dict]]) -> str:
                         f'{mean_50} |')
             first = False
         own_val = summary.get('reference_own_validator') or {}
+        if options and not options[0].get('own_validator', True):
+            own_val = {}
         rect = {r['seed']: r for r in own_val.get('own_val_rect', [])}
         square = {r['seed']: r for r in own_val.get('own_val_square', [])}
         short = re.split(r' \(|,', description)[0]  # the dataset's name, without its details
@@ -117,14 +121,15 @@ def render_throughput(summary: dict) -> str:
 def blocks(root: str) -> Dict[str, str]:
     """Every README block rendered from the committed result files (``docs/results/index.json`` lists
     them: ``{"demo": ["demo/seed0.json", ...], "parity": [["description", "parity/x/summary.json"], ...],
-    "parity_<name>": [...] (another parity table, block ``parity_<name>``),
+    "parity_<name>": [...] (another parity table, block ``parity_<name>``; an entry may add a third item,
+    ``{"own_validator": false}``, see ``render_parity``),
     "throughput": "throughput/summary.json"}``)."""
     index = load_result(root, 'index.json')
     out = {}
     if 'demo' in index:
         out['demo'] = render_demo([load_result(root, rel) for rel in index['demo']], index['demo'])
     for key in (k for k in index if k.startswith('parity')):  # 'parity', 'parity_yolo26', ...: one table each
-        out[key] = render_parity([(desc, load_result(root, rel)) for desc, rel in index[key]])
+        out[key] = render_parity([(desc, load_result(root, rel), *options) for desc, rel, *options in index[key]])
     if 'throughput' in index:
         out['throughput'] = render_throughput(load_result(root, index['throughput']))
     return out

@@ -244,7 +244,10 @@ def test_benchmark_e2e_mode(tmp_path):
     out = str(tmp_path / 'bench.json')
     res = run_tool([PY, 'tools/analysis_tools/benchmark_onnx.py', '--e2e', '--imgsz', '64', '--runs', '1',
                     '--warmup', '0', '--threads', '1', '--json', out])
-    rows = json.load(open(out))
+    result = json.load(open(out))
+    rows = result['rows']
+    assert result['provenance']['command'].startswith('tools/analysis_tools/benchmark_onnx.py --e2e')
+    assert result['provenance']['machine']['cores'] and result['provenance']['onnxruntime']
     assert [(r['model'], r['postprocess']) for r in rows] == [
         ('yolo26n', 'e2e'), ('yolo26n', 'nms'), ('yolo26n', 'none'), ('yolo11n', 'nms'), ('yolo11n', 'none')]
     assert rows[0]['outputs'] == 'dets [1, 84, 6]' and all(r['median_ms'] > 0 for r in rows)  # 64 px: 84 anchors

@@ -36,6 +36,7 @@ import json
 import os
 import os.path as osp
 import statistics
+import sys
 import tempfile
 import time
 
@@ -206,9 +207,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             rows = bench_e2e(args, tmp)
         print_e2e(rows, args)
-        if args.json:
-            with open(args.json, 'w') as f:
-                json.dump(rows, f, indent=1)
+        write_json(args.json, rows)
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,9 +221,20 @@ def main() -> None:
               f"{r['onnxruntime_raw']['median_ms']} (min {r['onnxruntime_raw']['min_ms']}) | "
               f"{r['onnxruntime_nms']['median_ms']} (min {r['onnxruntime_nms']['min_ms']}) | "
               f"{r['speedup_raw']}x / {r['speedup_nms']}x |")
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(rows, f, indent=1)
+    write_json(args.json, rows)
+
+
+def write_json(path, rows: list) -> None:
+    """``{'provenance': {command, git, machine, onnxruntime}, 'rows': rows}`` to ``path`` (if given)."""
+    if not path:
+        return
+    import onnxruntime
+
+    from convnextv2_yolo.utils.demo_setup import git_commit, machine_info
+    provenance = dict(command=' '.join(['tools/analysis_tools/benchmark_onnx.py'] + sys.argv[1:]),
+                      git=git_commit(ROOT), machine=machine_info(), onnxruntime=onnxruntime.__version__)
+    with open(path, 'w') as f:
+        json.dump(dict(provenance=provenance, rows=rows), f, indent=1)
 
 
 if __name__ == '__main__':

@@ -376,10 +376,13 @@ def test_yolov8_n_same_outputs(tmp_path):
             torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-3)
 
 
-def test_key_mapping_round_trip_and_errors():
-    ours = build_ours('yolo11', 'n')
-    for key in ours.state_dict():
-        assert conv.map_key(conv.reference_key(key, 'yolo11'), 'yolo11') == key
+@pytest.mark.parametrize('version', ['yolo11', 'yolov8', 'yolo26'])
+def test_key_mapping_round_trip(version):
+    for key in build_ours(version, 'n').state_dict():
+        assert conv.map_key(conv.reference_key(key, version), version) == key
+
+
+def test_key_mapping_and_errors():
     assert conv.map_key('model.23.cv3.1.0.0.conv.weight', 'yolo11') == 'bbox_head.cls_convs.1.0.0.conv.weight'
     assert conv.map_key('model.21.m.0.cv1.bn.bias', 'yolov8') == 'neck.bottom_up_layers.1.m.0.cv1.bn.bias'
     with pytest.raises(conv.ConversionError, match='model.11.foo'):
@@ -796,9 +799,6 @@ def test_convert_yolo26_same_outputs(tmp_path, form):
 
 
 def test_yolo26_key_mapping():
-    ours = build_ours('yolo26', 'n')
-    for key in ours.state_dict():
-        assert conv.map_key(conv.reference_key(key, 'yolo26'), 'yolo26') == key
     assert conv.map_key('model.23.one2one_cv3.2.2.bias', 'yolo26') == 'bbox_head.one2one_cls_convs.2.2.bias'
     assert conv.map_key('model.23.one2one_cv2.0.1.bn.weight', 'yolo26') == 'bbox_head.one2one_reg_convs.0.1.bn.weight'
     assert conv.map_key('model.22.m.0.1.attn.qkv.conv.weight', 'yolo26') == (

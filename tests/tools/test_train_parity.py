@@ -28,9 +28,19 @@ def _rows(work):
 
 def test_our_side_alone_without_the_reference(data, tmp_path):
     work = str(tmp_path / 'parity')
-    res = run_tool([PY, TOOL, data.data_yaml, *COMMON, '--work-dir', work])
+    res = run_tool([PY, TOOL, data.data_yaml, *COMMON, '--batch', '3', '--work-dir', work])
     assert 'reference side skipped' in res.stdout
     rows = _rows(work)
+    # losses per image: each iteration's logged loss (per image x its batch) over its own batch size
+    # (8 images, batch 3: 3, 3, 2), then the mean over the epoch's iterations, as the reference averages
+    from convnextv2_yolo.utils.demo_report import read_scalars
+    our_run = osp.join(work, 'seed0', 'ours')
+    stamp = [d for d in os.listdir(our_run) if osp.isdir(osp.join(our_run, d, 'vis_data'))][0]
+    its = [r for r in read_scalars(osp.join(our_run, stamp)) if r.get('epoch') == 1 and 'loss_bbox' in r]
+    assert len(its) == 3
+    expected = sum(r['loss_bbox'] / n for r, n in zip(its, (3, 3, 2))) / 3
+    assert float(rows[0]['box_loss']) == pytest.approx(expected, abs=6e-6)  # the CSV has 5 decimals
+    assert abs(sum(r['loss_bbox'] for r in its) / 9 - expected) > 1e-4  # counting the last batch full differs
     assert [(r['side'], r['epoch']) for r in rows] == [('ours', '1'), ('ours', '2')]
     for r in rows:
         assert 0.0 <= float(r['mAP50-95']) <= float(r['mAP50']) <= 1.0
@@ -46,7 +56,8 @@ def test_our_side_alone_without_the_reference(data, tmp_path):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(our_dir, 'parity_config.py'))
     assert [h.close_epochs for h in cfg.custom_hooks if h.type == 'CloseMosaicHook'] == [1]
-    assert [t.max_cached_images for t in cfg.train_dataloader.dataset.pipeline if t.type == 'YOLOMosaic'] == [32]
+    mosaic = [t.max_cached_images for t in cfg.train_dataloader.dataset.pipeline if t.type == 'YOLOMosaic']
+    assert mosaic == [24]  # batch 3 x 8
     assert cfg.default_hooks.checkpoint.interval == 1 and cfg.load_from is None
     assert cfg.train_dataloader.num_workers == 0 and cfg.randomness.seed == 0
 

@@ -272,11 +272,16 @@ def initial_weights(args: argparse.Namespace, seed: int, names: List[str], run_d
     return dict(reference=ref_pt, ours=ours)
 
 
-def our_rows(work_dir: str, seed: int, epochs: int, batch: int, our_losses: Optional[dict] = None
-             ) -> Optional[List[dict]]:
+def our_rows(work_dir: str, seed: int, epochs: int, batch: int, our_losses: Optional[dict] = None,
+             num_images: Optional[int] = None) -> Optional[List[dict]]:
     """Per-epoch rows of a finished run of ours (None when it is missing or incomplete): seconds of the
     train loop including data loading (sum of mmengine's per-iteration ``time``), losses per image under
-    the reference's names (``our_losses``: reference name -> our logged key; default YOLO11's)."""
+    the reference's names (``our_losses``: reference name -> our logged key; default YOLO11's).
+
+    Our logged losses are per image x the iteration's batch size; each is divided by its own batch size
+    (the last batch of an epoch holds ``num_images - (iterations - 1) x batch`` images; ``num_images``
+    None: every batch counted full) and the epoch's value is the unweighted mean over its iterations,
+    as the reference averages its per-iteration items."""
     from convnextv2_yolo.utils.demo_report import read_scalars
     stamps = sorted(d for d in os.listdir(work_dir) if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json'))) \
         if osp.isdir(work_dir) else []
@@ -288,12 +293,21 @@ def our_rows(work_dir: str, seed: int, epochs: int, batch: int, our_losses: Opti
         its = [r for r in rows if r['epoch'] == e]
         if not its:
             return None
+        sizes = [batch] * len(its)
+        if num_images is not None and 0 < num_images - (len(its) - 1) * batch <= batch:
+            sizes[-1] = num_images - (len(its) - 1) * batch
         row = dict(side='ours', seed=seed, epoch=e, seconds=sum(r['time'] for r in its),
                    checkpoint=osp.join(work_dir, f'epoch_{e}.pth'))
-        for ref_name, our_name in (our_losses or OUR_LOSSES).items():  # ours = per-image loss x batch
-            row[ref_name] = statistics.fmean(r[our_name] for r in its) / batch
+        for ref_name, our_name in (our_losses or OUR_LOSSES).items():
+            row[ref_name] = statistics.fmean(r[our_name] / n for r, n in zip(its, sizes))
         out.append(row)
     return out
+
+
+def train_images(data_yaml: str) -> int:
+    """Images of the ``train`` split of ``data_yaml`` (the batch sizes of our logged losses)."""
+    from convnextv2_yolo.datasets.yolo_format import list_images, load_data_yaml
+    return len(list_images(load_data_yaml(data_yaml).splits['train']))
 
 
 def train_ours(args, data_yaml: str, seed: int, imgsz: int, epochs: int, threads: int, workers: int,
@@ -301,7 +315,8 @@ def train_ours(args, data_yaml: str, seed: int, imgsz: int, epochs: int, threads
     """Train our side (or, with ``--reuse``, read a finished run); its per-epoch rows."""
     work_dir = osp.join(run_dir, 'ours')
     our_losses = loss_names(args.ref_model)[1]
-    rows = our_rows(work_dir, seed, epochs, args.batch, our_losses) if args.reuse else None
+    num_images = train_images(data_yaml)
+    rows = our_rows(work_dir, seed, epochs, args.batch, our_losses, num_images) if args.reuse else None
     if rows is not None:
         log(f'reusing our finished run in {work_dir}')
         return rows
@@ -309,7 +324,7 @@ def train_ours(args, data_yaml: str, seed: int, imgsz: int, epochs: int, threads
     cfg_path = our_config(args, data_yaml, seed, imgsz, epochs, workers, work_dir, load_from)
     run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg_path], osp.join(run_dir, 'ours_train.log'),
         env=thread_env(threads))
-    rows = our_rows(work_dir, seed, epochs, args.batch, our_losses)
+    rows = our_rows(work_dir, seed, epochs, args.batch, our_losses, num_images)
     if rows is None:
         raise RuntimeError(f'our run logged fewer than {epochs} epochs ({work_dir})')
     return rows

@@ -27,6 +27,7 @@ def main() -> None:
     args = parse_args()
     cfg = prepare_test_cfg(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
+    runner.checkpoint_must_fit = True  # YOLORunner: a checkpoint that leaves tensors untouched is an error
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults
         if not args.out.endswith(('.pkl', '.pickle')):

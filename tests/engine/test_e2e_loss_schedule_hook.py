@@ -61,18 +61,32 @@ def _toy_model(seen):
     return Toy()
 
 
-def _runner(tmp_path, seen, max_epochs, name, resume=None):
+def _runner(tmp_path, seen, max_epochs, name, resume=None, hook=True, runner_type=None):
     from mmengine.runner import Runner
     data = [dict(inputs=torch.ones(1)) for _ in range(4)]
-    return Runner(
+    return (runner_type or Runner)(
         model=_toy_model(seen), work_dir=str(tmp_path), experiment_name=name,
         train_dataloader=dict(dataset=data, batch_size=2, sampler=dict(type='DefaultSampler', shuffle=False),
                               collate_fn=dict(type='pseudo_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1), logger=None),
-        custom_hooks=[dict(type='E2ELossScheduleHook', start=0.8, final=0.1)],
+        custom_hooks=[dict(type='E2ELossScheduleHook', start=0.8, final=0.1)] if hook else [],
         resume=resume is not None, load_from=resume, default_scope='mmdet')
+
+
+def test_yolo_runner_warns_when_an_end_to_end_head_trains_without_the_hook(tmp_path):
+    import glob
+    import os.path as osp
+
+    from convnextv2_yolo.engine.runner import YOLORunner
+    for hook in (False, True):
+        seen = []
+        runner = _runner(tmp_path / f'hook{hook}', seen, 2, f'hook{hook}', hook=hook, runner_type=YOLORunner)
+        runner.train()
+        log = ''.join(open(f).read() for f in glob.glob(osp.join(runner.log_dir, '*.log')))
+        warned = 'Linear trains without an E2ELossScheduleHook: the one-to-many loss weight stays 0.8' in log
+        assert warned == (not hook) and (seen == [0.8] * 4) == (not hook)
 
 
 def test_runner_epochs_and_resume(tmp_path):

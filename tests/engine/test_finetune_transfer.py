@@ -141,6 +141,40 @@ def test_other_names_transfer_all_but_final_class_convs(coco_ckpt, tiny_data, tm
     assert 'class rows copied by name' not in log
 
 
+def _load_line(runner):
+    return next(line for line in _log_text(runner).splitlines() if ' - load_from ' in line)
+
+
+def test_new_classes_log_info_but_a_partial_body_or_another_family_warns(coco_ckpt, tiny_data, tmp_path):
+    """New classes (final class convs at their init) is fine-tuning: INFO. Body tensors left at their
+    init, or a converted checkpoint of another family (meta version), is a WARNING that says so."""
+    path, src = coco_ckpt
+    classes = ('rectangle', 'ellipse', 'star')
+    runner = RUNNERS.build(_cfg(tiny_data, str(tmp_path / 'a'), classes, load_from=path))
+    runner.load_checkpoint(path)
+    assert ' - INFO - ' in _load_line(runner) and 'initial values' not in _load_line(runner)
+
+    partial = str(tmp_path / 'partial.pth')
+    first = next(k for k in src if k.startswith('backbone.'))
+    torch.save(dict(state_dict={k: v for k, v in src.items() if k != first},
+                    meta=dict(version='yolo26', dataset_meta=dict(classes=list(coco_names())))), partial)
+    runner = RUNNERS.build(_cfg(tiny_data, str(tmp_path / 'b'), coco_names(), load_from=partial))
+    runner.load_checkpoint(partial)
+    line = _load_line(runner)
+    assert ' - WARNING - ' in line and f'1 not in the checkpoint: {first}' in line
+    assert '1 model tensors besides the final class convs keep their initial values' in line
+    assert 'the checkpoint is a yolo26 model (meta version) and this model is yolo11' in line
+
+
+def test_a_checkpoint_that_must_fit_and_does_not_is_an_error(coco_ckpt, tiny_data, tmp_path):
+    """tools/test.py sets checkpoint_must_fit: evaluating a partly random model stops with the summary."""
+    path, _ = coco_ckpt
+    runner = RUNNERS.build(_cfg(tiny_data, str(tmp_path / 'work'), ('rectangle', 'ellipse', 'star'), load_from=path))
+    runner.checkpoint_must_fit = True
+    with pytest.raises(ValueError, match=r'coco80.pth does not fit the config: .* 6 skipped \(shape'):
+        runner.load_checkpoint(path)
+
+
 def test_same_classes_load_as_mmengine(coco_ckpt, tiny_data, tmp_path):
     """Same 80 classes in the same order: every tensor loads exactly as mmengine's Runner loads it."""
     path, src = coco_ckpt

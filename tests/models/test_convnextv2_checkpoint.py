@@ -297,3 +297,22 @@ def test_url_goes_through_torch_hub_cache(ref, tmp_path, monkeypatch):
         assert max_feature_diff(ref, load_backbone(url)) <= TOL
     assert downloads == [url]  # the second load used the cache
     assert (tmp_path / 'hub' / 'checkpoints' / src.name).is_file()
+
+
+def test_failed_download_names_the_url_and_the_ways_round_it(tmp_path, monkeypatch):
+    import urllib.error
+
+    from convnextv2_yolo.backbones import convnextv2_checkpoint
+
+    def offline(url, dst, progress=True):
+        raise urllib.error.URLError('[Errno -2] Name or service not known')
+
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
+    url = 'https://download.openmmlab.com/x/convnext-v2-atto_fcmae.pth'
+    with pytest.raises(OSError) as e:
+        convnextv2_checkpoint._resolve_url(url)
+    msg = str(e.value)
+    assert f'cannot download {url}' in msg and 'Name or service not known' in msg
+    assert str(tmp_path / 'checkpoints' / 'convnext-v2-atto_fcmae.pth') in msg
+    assert 'model.backbone.init_cfg.checkpoint=PATH' in msg and 'model.backbone.init_cfg=None' in msg

@@ -180,6 +180,13 @@ def test_head_initial_weights_and_branches():
     assert not any('dfl' in k for k in sd)
     with pytest.raises(ValueError, match='reg_max must be 1'):
         YOLOE2EHead(num_classes=5, in_channels=[16, 32, 64], reg_max=16)
+    for bad in (1.5, -0.1):
+        with pytest.raises(ValueError, match=r'o2m_weight must be in \[0, 1\]'):
+            YOLOE2EHead(num_classes=5, in_channels=[16, 32, 64], o2m_weight=bad)
+    with pytest.raises(ValueError, match='loss_l1 is required'):
+        YOLOE2EHead(num_classes=5, in_channels=[16, 32, 64], loss_l1=None)
+    with pytest.raises(ValueError, match='loss_dfl must be None'):
+        YOLOE2EHead(num_classes=5, in_channels=[16, 32, 64], loss_dfl=dict(type='YOLODFLLoss'))
 
 
 def test_head_assigners_from_train_cfg():

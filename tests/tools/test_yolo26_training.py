@@ -66,6 +66,11 @@ def test_training_follows_the_schedule_and_trains(trained):
     for key in ('cls', 'bbox', 'l1'):
         assert first[f'loss_{key}'] == pytest.approx(w * first[f'o2m_{key}'] + (1 - w) * first[f'o2o_{key}'],
                                                      rel=1e-3)
+    # the branch items are averaged over the logging window as the loss_* keys are (config's mean_pattern):
+    # the identity holds for smoothed values too (the 6th iteration: the mean of 6, the weight constant)
+    sixth = [r for r in rows if r.get('epoch') == 1 and 'o2m_weight' in r][5]
+    for key in ('cls', 'bbox', 'l1'):
+        assert sixth[f'loss_{key}'] == pytest.approx(0.8 * sixth[f'o2m_{key}'] + 0.2 * sixth[f'o2o_{key}'], rel=1e-3)
     for key in ('o2o_cls', 'o2m_cls'):  # both class branches learn (measured 18.04 -> 16.70, 17.25 -> 16.66)
         assert _epoch_mean(rows, EPOCHS, key) < 0.97 * _epoch_mean(rows, 1, key), key
     # validation after every epoch, through the end-to-end path (the config's test_cfg), COCO metrics
@@ -86,6 +91,9 @@ def test_test_py_on_the_checkpoint(trained, tmp_path, end2end):
         cmd.append('model.test_cfg.end2end=False')
     res = run_tool(cmd)
     assert 'coco/bbox_mAP' in res.stdout + res.stderr
+    nms_line = ('YOLOE2EHead: test_cfg.end2end=False: the one-to-many branch with NMS, score_thr=0.001, '
+                "nms_pre=30000, nms={'type': 'nms', 'iou_threshold': 0.7}, multi_label=True, max_per_img=300")
+    assert (nms_line in res.stdout + res.stderr) == (not end2end)
     with open(out, 'rb') as f:
         preds = pickle.load(f)
     assert len(preds) == 4

@@ -46,12 +46,24 @@ def is_remote(path: str) -> bool:
 
 
 def _resolve_url(url: str) -> str:
-    """Download ``url`` once into the torch hub cache and return the file."""
+    """Download ``url`` once into the torch hub cache and return the file.
+
+    Raises:
+        OSError: the download failed (no network, a proxy, a moved file): the message names the URL,
+            the file it would have written and the two ways round it (a local file, or no weights).
+    """
     cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
     os.makedirs(cache_dir, exist_ok=True)
     dst = osp.join(cache_dir, osp.basename(url.split('?')[0]))
     if not osp.isfile(dst):
-        torch.hub.download_url_to_file(url, dst, progress=True)
+        try:
+            torch.hub.download_url_to_file(url, dst, progress=True)
+        except (OSError, ValueError) as e:  # urllib's URLError / HTTPError are OSErrors
+            raise OSError(
+                f'ConvNeXt V2 backbone weights: cannot download {url} ({type(e).__name__}: {e}). Put the file '
+                f'at {dst} (the cache it is read from), or set the backbone\'s init_cfg.checkpoint to a local '
+                'copy (--cfg-options model.backbone.init_cfg.checkpoint=PATH), or train without pretrained '
+                'weights (--cfg-options model.backbone.init_cfg=None)') from e
     return dst
 
 

@@ -123,6 +123,9 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
             ``end2end=False`` also ``nms_pre``, ``nms``, ``multi_label`` (defaults
             :attr:`NMS_DEFAULTS`; see :meth:`resolve_test_cfg`).
         init_cfg (dict | list[dict], optional): Initialisation config.
+
+    Raises:
+        ValueError: ``reg_max != 1``, ``o2m_weight`` outside [0, 1], no ``loss_l1``, or a ``loss_dfl``.
     """
 
     # the one-to-many branch's NMS settings when test_cfg.end2end=False leaves them out: the
@@ -148,6 +151,12 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
                  init_cfg: OptMultiConfig = None) -> None:
         if reg_max != 1:
             raise ValueError(f'YOLOE2EHead: reg_max must be 1 (YOLO26 has no DFL), got {reg_max}')
+        if not 0 <= o2m_weight <= 1:
+            raise ValueError(f'YOLOE2EHead: o2m_weight must be in [0, 1] (the one-to-one weight is 1 - it), '
+                             f'got {o2m_weight}')
+        if not loss_l1:
+            raise ValueError('YOLOE2EHead: loss_l1 is required (the box distance loss that replaces DFL, e.g. '
+                             f"dict(type='YOLODistanceL1Loss', reduction='sum', loss_weight=1.5)), got {loss_l1!r}")
         if loss_dfl is not None:  # None in configs that inherit a DFL head's (configs/_base_/models/yolo26.py)
             raise ValueError(f'YOLOE2EHead: loss_dfl must be None (no DFL; the box term is loss_l1), got {loss_dfl}')
         super().__init__(num_classes, in_channels, featmap_strides=featmap_strides, reg_max=reg_max,
@@ -163,6 +172,7 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
         self.one2one_reg_convs = copy.deepcopy(self.reg_convs)
         self.one2one_cls_convs = copy.deepcopy(self.cls_convs)
         self._warned_nms = False  # NMS keys in an end-to-end test config: warned once
+        self._logged_nms = False  # end2end=False: the resolved NMS settings logged once
 
     def init_weights(self) -> None:
         """The reference's ``Detect.bias_init`` for both branches (box bias 2.0, class bias
@@ -210,6 +220,11 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
             for key, value in self.NMS_DEFAULTS.items():
                 out.setdefault(key, copy.deepcopy(value))
             out['nms'] = dict(self.NMS_DEFAULTS['nms'], **dict(out['nms'] or {}))
+            if not self._logged_nms:
+                self._logged_nms = True
+                print_log('YOLOE2EHead: test_cfg.end2end=False: the one-to-many branch with NMS, '
+                          + ', '.join(f'{k}={out[k]}' for k in ('score_thr', 'nms_pre', 'nms', 'multi_label',
+                                                                'max_per_img')), logger='current')
             return out
         ignored = [key for key in self.NMS_DEFAULTS if key in out]
         if ignored and not self._warned_nms:

@@ -305,6 +305,20 @@ def _dataset_classes(runner: Runner) -> Optional[Tuple[str, ...]]:
     return None
 
 
+def _family_mismatch(meta: Optional[dict], model: nn.Module) -> Optional[str]:
+    """A message when a converted reference checkpoint's family (``meta['version']``, written by
+    ``ultralytics_to_mmdet``) differs from the model's (its backbone's or neck's ``version``), else None."""
+    version = (meta or {}).get('version') if isinstance(meta, dict) else None
+    if not isinstance(version, str):
+        return None
+    ours = {getattr(getattr(model, part, None), 'version', None) for part in ('backbone', 'neck')}
+    ours = sorted(v for v in ours if isinstance(v, str) and v.startswith('yolo'))
+    if not ours or version in ours:
+        return None
+    return (f"the checkpoint is a {version} model (meta version) and this model is {'/'.join(ours)}: only the "
+            'tensors that fit were transferred')
+
+
 @RUNNERS.register_module()
 class YOLORunner(Runner):
     """mmengine's ``Runner`` that fine-tunes from checkpoints with other classes as the reference does.
@@ -328,6 +342,10 @@ class YOLORunner(Runner):
     (besides the summary line). Resuming loads exactly as ``Runner`` does.
     """
 
+    # tools/test.py sets it: a load_from checkpoint that leaves model tensors at their initial values is
+    # an error there (fine-tuning from another model is what load_from is for in training)
+    checkpoint_must_fit = False
+
     def __init__(self, *args, **kwargs):
         self._malloc_report = {}
         super().__init__(*args, **kwargs)
@@ -342,6 +360,18 @@ class YOLORunner(Runner):
         """
         super().setup_env(env_cfg)
         self._malloc_report = configure_malloc(env_cfg.get('malloc'))
+
+    def train(self) -> nn.Module:
+        """``Runner.train``; first a warning when an end-to-end head (``bbox_head.o2m_weight``, YOLO26)
+        trains without an ``E2ELossScheduleHook``: its one-to-many weight would stay fixed."""
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        head = getattr(model, 'bbox_head', None)
+        if hasattr(head, 'o2m_weight') and not any(type(h).__name__ == 'E2ELossScheduleHook' for h in self.hooks):
+            self.logger.warning(
+                f'{type(head).__name__} trains without an E2ELossScheduleHook: the one-to-many loss weight stays '
+                f'{head.o2m_weight} (one-to-one {1 - head.o2m_weight:g}) in every epoch; the reference moves it '
+                "from 0.8 to 0.1: custom_hooks += [dict(type='E2ELossScheduleHook', start=0.8, final=0.1)]")
+        return super().train()
 
     def _checkpoint_to_build_for(self) -> Optional[str]:
         if self._resume and self._load_from is None:
@@ -372,7 +402,19 @@ class YOLORunner(Runner):
         src_classes = checkpoint_classes(checkpoint.get('meta'))
         dst_classes = _dataset_classes(self)
         state, report = transfer_state_dict(model, state, src_classes, dst_classes)
-        self.logger.info(f'load_from {filename}: {report.summary()}')
+        if len(report.transferred) < report.total and self.checkpoint_must_fit:
+            raise ValueError(
+                f'{filename} does not fit the config: {report.summary()}. Evaluating it would score a partly '
+                'random model: is it a checkpoint of another family, scale or backbone? (tools/test.py and '
+                'tools/infer.py need the config the checkpoint was trained with)')
+        family = _family_mismatch(checkpoint.get('meta'), model)
+        # new classes leave the final class convs at their init (fine-tuning); anything else is a warning
+        final = set(final_cls_conv_keys(model))
+        untouched = [k for k in report.missing + [k for k, _, _ in report.skipped] if k not in final]
+        self.logger.log(logging.WARNING if untouched or family else logging.INFO,
+                        f'load_from {filename}: {report.summary()}'
+                        + (f'; {len(untouched)} model tensors besides the final class convs keep their initial '
+                           'values' if untouched else '') + (f'; {family}' if family else ''))
         if src_classes is None and report.skipped:
             self.logger.info('the checkpoint names no classes (meta.dataset_meta.classes): no class rows copied')
         checkpoint = dict(checkpoint) if isinstance(checkpoint, dict) and 'state_dict' in checkpoint else {}

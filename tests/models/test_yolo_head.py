@@ -218,6 +218,27 @@ def test_predict_nms_multilabel_and_format():
     torch.testing.assert_close(res2[0].bboxes, head.predict_by_feat(*outs, batch_img_metas=[{}])[0].bboxes)
 
 
+def test_end2end_on_a_one_to_many_head_is_ignored_with_one_warning():
+    from mmengine.logging import MMLogger
+
+    from tests.helpers.logs import WarningRecords
+    head = make_head()
+    outs = crafted_outputs(head)
+    records = WarningRecords()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(records)
+    try:
+        plain = head.predict_by_feat(*outs, batch_img_metas=[{}])[0]
+        for _ in range(2):
+            e2e = head.predict_by_feat(*outs, batch_img_metas=[{}], cfg=dict(TEST_CFG, end2end=True))[0]
+            torch.testing.assert_close(e2e.bboxes, plain.bboxes)
+    finally:
+        logger.removeHandler(records)
+    assert [m for m in records.messages if 'end2end=True is ignored' in m] == [
+        'YOLOHead: test_cfg.end2end=True is ignored: this head has no one-to-one branch (an end-to-end head is '
+        'YOLOE2EHead, YOLO26); its detections take NMS']
+
+
 def per_class_nms(boxes, scores, labels, iou):
     """Ground truth: NMS of each class on its own, merged by score."""
     import torchvision

@@ -415,9 +415,15 @@ def test_malicious_pickle_refused(tmp_path, payload_name):
 
 def test_not_a_checkpoint(tmp_path):
     bad = tmp_path / 'bad.pt'
-    bad.write_bytes(b'not a checkpoint at all')
-    with pytest.raises(conv.ConversionError, match='bad.pt'):
-        conv.convert(str(bad), check=False)
+    for content in (b'not a checkpoint at all', bytes(range(256)) * 4, b'', 'a text file\nwith lines\n'.encode()):
+        bad.write_bytes(content)
+        with pytest.raises(conv.ConversionError, match='bad.pt is not a readable torch checkpoint'):
+            conv.convert(str(bad), check=False)
+    from mmengine.logging import HistoryBuffer  # what an mmengine checkpoint's message_hub pickles
+    mmdet_ckpt = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict={'backbone.x': torch.zeros(1)}, message_hub=dict(log=HistoryBuffer())), mmdet_ckpt)
+    with pytest.raises(conv.ConversionError, match='an mmdet checkpoint .*not a reference checkpoint'):
+        conv.convert(str(mmdet_ckpt), check=False)
     with pytest.raises(FileNotFoundError, match='missing.pt'):
         conv.convert(str(tmp_path / 'missing.pt'))
 

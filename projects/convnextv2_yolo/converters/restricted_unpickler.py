@@ -160,9 +160,16 @@ class RestrictedUnpickler(pickle.Unpickler):
             return cls._allowed[(module, name)]
         if _is_inert_module(module) and all(part.isidentifier() for part in name.split('.')):
             return _inert_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load global '{module}.{name}': not a weight, container or "
-            'reference model class')
+        raise RefusedGlobal(module, name)
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickled global that is neither a weight, a container nor a reference model class."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        super().__init__(f"refusing to load global '{module}.{name}': not a weight, container or "
+                         'reference model class')
 
 
 # ``torch.load(pickle_module=...)`` takes a module-like object with Unpickler.
@@ -187,8 +194,13 @@ def read_pickled_file(path: str) -> Any:
                 raise ConversionError(f'{path} is a TorchScript archive, not a checkpoint')
     try:
         return torch.load(path, map_location='cpu', weights_only=False, pickle_module=restricted_pickle)
-    except pickle.UnpicklingError as e:
+    except RefusedGlobal as e:
+        if e.module.split('.')[0] in ('mmengine', 'mmdet', 'mmcv', 'mmpretrain'):
+            raise ConversionError(
+                f'{path}: {e}. It pickles OpenMMLab objects: an mmdet checkpoint (this project\'s format '
+                'already: give it to load_from or tools/test.py), not a reference checkpoint') from None
         raise ConversionError(f'{path}: {e}') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, KeyError, IndexError,
+            ValueError, UnicodeDecodeError) as e:  # corrupt, truncated or not a pickle at all
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConversionError(f'{path} is not a readable torch checkpoint: {msg}') from None

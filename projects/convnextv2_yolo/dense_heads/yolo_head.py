@@ -3,6 +3,7 @@
 Its building blocks live in ``layers`` (``Conv``/``DWConv``, :class:`DFL`, ``bbox_nms``: candidate selection
 and ``multiclass_nms``), its training loss in :mod:`.yolo_head_loss`.
 """
+import logging
 import math
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -12,6 +13,7 @@ import torch.nn as nn
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
+from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -241,6 +243,11 @@ class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
             raise ValueError('YOLOHead.predict_by_feat: rescale=True needs one img_meta per image')
         if with_nms and 'nms' not in cfg:
             raise KeyError("YOLOHead: test_cfg lacks 'nms' (e.g. nms=dict(type='nms', iou_threshold=0.7))")
+        if cfg.get('end2end') and not hasattr(self, 'one2one_cls_convs') and not getattr(self, '_warned_e2e', False):
+            self._warned_e2e = True  # a one-to-many head has no end-to-end path: say so once
+            print_log(f'{type(self).__name__}: test_cfg.end2end=True is ignored: this head has no one-to-one '
+                      'branch (an end-to-end head is YOLOE2EHead, YOLO26); its detections take NMS',
+                      logger='current', level=logging.WARNING)
         # float32 even under AMP: fp16 has 0.5 px steps above 512
         points, strides = self.get_priors([m.shape[-2:] for m in cls_scores], torch.float32,
                                           cls_scores[0].device)

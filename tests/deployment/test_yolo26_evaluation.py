@@ -119,7 +119,9 @@ def test_tools_test_py_on_both_paths(setup, tmp_path):
         res = run_tool([PY, 'tools/test.py', cfg_path, ckpt, '--work-dir', work, '--out', out, '--show-dir', 'vis',
                         *extra])
         log = res.stdout + res.stderr
-        assert 'coco/bbox_mAP' in log and 'YOLOE2EHead: test_cfg' not in log, log[-3000:]
+        assert 'coco/bbox_mAP' in log and 'take no NMS' not in log, log[-3000:]  # no NMS-misuse warning
+        # the NMS path says once which settings it applies
+        assert log.count('YOLOE2EHead: test_cfg.end2end=False: the one-to-many branch with NMS') == (name == 'nms')
         assert len(glob.glob(osp.join(work, '*', 'vis', '*.jpg'))) == 4  # result pictures
         with open(out, 'rb') as f:
             preds[name] = pickle.load(f)

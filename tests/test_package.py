@@ -20,7 +20,7 @@ def test_import_registers_modules():
         TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine', 'YOLOMosaic'],
         OPTIM_WRAPPER_CONSTRUCTORS: ['YOLOOptimWrapperConstructor', 'ConvNeXtLayerDecayOptimizerConstructor'],
         OPTIM_WRAPPERS: ['YOLOOptimWrapper', 'YOLOAmpOptimWrapper'],
-        METRICS: ['CheckedCocoMetric'],
+        METRICS: ['CheckedCocoMetric', 'YOLODetMetric'],
         DATASETS: ['CheckedCocoDataset'],
         FUNCTIONS: ['yolo_collate'],
     }

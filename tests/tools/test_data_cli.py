@@ -44,7 +44,7 @@ def test_data_yaml_sets_datasets_classes_and_evaluation(tmp_path, name):
         if split != 'train':
             assert ds.test_mode and 'instances' in ds.pipeline[-1]['meta_keys']
     assert cfg.model.bbox_head.num_classes == 3
-    assert cfg.val_evaluator.type == 'CheckedCocoMetric' and cfg.val_evaluator.ann_file is None
+    assert cfg.val_evaluator.type == 'YOLODetMetric' and cfg.val_evaluator.ann_file is None
     optimizer = cfg.optim_wrapper.optimizer
     if name == 'yolo11':  # the reference's recipe: optimizer=auto on custom data
         assert optimizer == dict(type='auto', weight_decay=5e-4)
@@ -200,6 +200,8 @@ def test_test_py_gives_the_same_metrics_on_the_yolo_and_coco_copies(trained_on_y
     got_yolo = re.findall(pattern, yolo.stdout + yolo.stderr)
     got_coco = re.findall(pattern, coco.stdout + coco.stderr)
     assert got_yolo and got_yolo == got_coco
+    row = r'\n +all +\d+ +\d+ .*\n'  # the reference's table (YOLODetMetric): the same on both copies
+    assert re.findall(row, yolo.stdout + yolo.stderr) == re.findall(row, coco.stdout + coco.stderr) != []
 
 
 def test_demo_trains_on_a_data_yaml(trained_on_yaml, tmp_path):

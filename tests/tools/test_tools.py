@@ -73,7 +73,11 @@ def test_test_py_dumps_results_and_pictures(trained, tmp_path):
     res = _run([PY, 'tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path), '--out', out,
                 '--show-dir', 'vis'])
     assert osp.isfile(out)
-    assert 'coco/bbox_mAP' in res.stdout + res.stderr
+    log = res.stdout + res.stderr
+    assert 'coco/bbox_mAP' in log
+    # YOLODetMetric: the reference's table and the yolo/ scalars (tests/evaluation/test_yolo_det_metric.py)
+    assert 'Class     Images  Instances      Box(P          R      mAP50  mAP50-95)' in log
+    assert 'yolo/mAP50-95: ' in log and 'yolo/precision/ellipse: ' in log  # classes with GT in the val set
     assert glob.glob(osp.join(str(tmp_path), '*', 'vis', '*'))
 
 

@@ -78,6 +78,8 @@ test_dataloader = val_dataloader
 
 # mmdet's CocoMetric on a checked annotation file (missing 'area' computed, malformed
 # fields named). mmdet's detection limits: bbox_mAP at 100 detections per image (as
-# pycocotools), bbox_mAP_50/75/s/m/l at 1000 (its proposal_nums[-1]; max_per_img is 300)
-val_evaluator = dict(type='CheckedCocoMetric', metric='bbox')
+# pycocotools), bbox_mAP_50/75/s/m/l at 1000 (its proposal_nums[-1]; max_per_img is 300).
+# YOLODetMetric adds the reference's validation table (Class Images Instances Box(P R
+# mAP50 mAP50-95), per class) and the yolo/... scalars; the coco/... numbers are unchanged
+val_evaluator = dict(type='YOLODetMetric', metric='bbox')
 test_evaluator = val_evaluator

@@ -5,7 +5,7 @@ from typing import Any, Iterator, List, Optional
 from mmengine.config import Config, ConfigDict
 
 LOADERS = {'train_dataloader': 'train', 'val_dataloader': 'val', 'test_dataloader': 'test'}
-COCO_METRICS = ('CocoMetric', 'CheckedCocoMetric')
+COCO_METRICS = ('CocoMetric', 'CheckedCocoMetric', 'YOLODetMetric')
 # dataset keys of a COCO-style dataset that mean nothing to a YOLODataset
 _COCO_ONLY_KEYS = ('ann_file', 'data_prefix', 'data_root', 'check_image_sizes')
 
@@ -45,9 +45,10 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
       ``val``; a yaml without ``train`` fails when training starts, naming it);
     - ``model.bbox_head.num_classes`` = the yaml's number of names; the
       datasets take their class names from the yaml;
-    - val/test evaluators: ``CheckedCocoMetric`` with the ground truth built in
-      memory from the labels (no annotation file), keeping the config's
-      ``CocoMetric`` options (``classwise``, ``outfile_prefix``, ...);
+    - val/test evaluators: ``CheckedCocoMetric`` (``YOLODetMetric`` where the
+      config has it, and in place of a non-COCO evaluator) with the ground
+      truth built in memory from the labels (no annotation file), keeping the
+      config's ``CocoMetric`` options (``classwise``, ``outfile_prefix``, ...);
     - with ``auto_optimizer``, a config using the reference's optimizer
       constructor (``YOLOOptimWrapperConstructor``) gets
       ``optimizer=dict(type='auto')``, the reference's default for custom data
@@ -85,9 +86,11 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
     for key in ('val_evaluator', 'test_evaluator'):
         evaluator = cfg.get(key)
         if isinstance(evaluator, dict) and str(evaluator.get('type', '')).split('.')[-1] in COCO_METRICS:
-            evaluator.update(type='CheckedCocoMetric', ann_file=None)  # keeps classwise, outfile_prefix, ...
+            yolo = str(evaluator.get('type', '')).split('.')[-1] == 'YOLODetMetric'
+            evaluator.update(type='YOLODetMetric' if yolo else 'CheckedCocoMetric',
+                             ann_file=None)  # keeps classwise, outfile_prefix, ...
         elif evaluator:
-            cfg[key] = ConfigDict(type='CheckedCocoMetric', metric='bbox', ann_file=None)
+            cfg[key] = ConfigDict(type='YOLODetMetric', metric='bbox', ann_file=None)
     cfg.model.bbox_head.num_classes = len(data.names)
     if 'num_classes' in cfg:  # the config's own variable, so that its dump reads right
         cfg.num_classes = len(data.names)

@@ -199,3 +199,29 @@ def test_agrees_with_coco_classwise(tiny_val, mode, seed):
     diffs = [abs(ours[f'yolo/mAP50-95/{c}'] - ours[f'coco/{c}_precision']) for c in classes]
     assert max(diffs) < PER_CLASS_BOUND, diffs
     assert abs(ours['yolo/mAP50-95'] - np.mean([ours[f'coco/{c}_precision'] for c in classes])) < MEAN_BOUND
+
+
+def test_chunks_of_images_give_the_same_result(monkeypatch):
+    """Images are matched in padded chunks (at most _CHUNK images, _CHUNK_ELEMENTS IoU entries): any chunking
+    gives the same tp matrix and confusion matrix."""
+    import convnextv2_yolo.evaluation.metrics.yolo_det_metric as mod
+    images = _crafted(2, n_img=30)
+    tp, _, matrix = _ours(images, 4)
+    for chunk, elements in ((1, 10**9), (7, 10**9), (256, 50)):
+        monkeypatch.setattr(mod, '_CHUNK', chunk)
+        monkeypatch.setattr(mod, '_CHUNK_ELEMENTS', elements)
+        tp2, _, matrix2 = _ours(images, 4)
+        np.testing.assert_array_equal(tp2, tp)
+        np.testing.assert_array_equal(matrix2, matrix)
+
+
+def test_no_detections_and_no_ground_truth():
+    """Empty inputs give zeros, not errors (an untrained model; a validation set without boxes)."""
+    from convnextv2_yolo.evaluation.metrics.yolo_det_metric import format_table, yolo_ap_per_class
+    res = yolo_ap_per_class(np.zeros((0, 10), bool), np.zeros(0, np.float32), np.zeros(0), np.array([0, 1, 1]))
+    assert res.mean_results() == (0.0, 0.0, 0.0, 0.0) and res.ap.shape == (2, 10)
+    res = yolo_ap_per_class(np.ones((2, 10), bool), np.array([0.9, 0.8], np.float32), np.array([0, 1]),
+                            np.zeros(0), names=['a', 'b'])
+    res.nt_per_class, res.nt_per_image = np.zeros(2, int), np.zeros(2, int)
+    assert res.mean_results() == (0.0, 0.0, 0.0, 0.0)
+    assert 'all' in format_table(res)

@@ -21,7 +21,8 @@ IOU_THRS = np.linspace(0.5, 0.95, 10)  # the reference's iouv
 CURVE_X = np.linspace(0, 1, 1000)  # the reference's confidence / recall axis of its curves
 _AP_X = np.linspace(0, 1, 101)  # 101-point interpolation (COCO's recall points)
 _TRAPZ = getattr(np, 'trapezoid', None) or np.trapz  # np.trapz is deprecated in numpy 2
-_CHUNK = 256  # images matched together (padded arrays of shape chunk x gts x detections)
+_CHUNK = 256  # images matched together at most (padded arrays of shape chunk x gts x detections)
+_CHUNK_ELEMENTS = 8_000_000  # and at most this many IoU entries (crowded images: smaller chunks)
 
 
 def box_iou_padded(gt: np.ndarray, det: np.ndarray, eps: float = 1e-7) -> np.ndarray:
@@ -38,6 +39,20 @@ def _pad(arrays: Sequence[np.ndarray], length: int, tail: Tuple[int, ...], fill,
     out = np.full((len(arrays), length) + tail, fill, dtype=dtype)
     for i, a in enumerate(arrays):  # one copy per image
         out[i, :len(a)] = a
+    return out
+
+
+def _chunks(num_gts: Sequence[int], num_dets: Sequence[int]) -> List[range]:
+    """Consecutive image ranges of at most ``_CHUNK`` images and ``_CHUNK_ELEMENTS`` padded IoU entries."""
+    out, start, m, n = [], 0, 0, 0
+    for i, (gi, di) in enumerate(zip(num_gts, num_dets)):
+        m2, n2 = max(m, gi), max(n, di)
+        if i > start and (i - start >= _CHUNK or (i - start + 1) * max(m2, 1) * max(n2, 1) > _CHUNK_ELEMENTS):
+            out.append(range(start, i))
+            start, m2, n2 = i, gi, di
+        m, n = m2, n2
+    if start < len(num_gts):
+        out.append(range(start, len(num_gts)))
     return out
 
 
@@ -113,9 +128,8 @@ def match_detections(gt_boxes: Sequence[np.ndarray], gt_labels: Sequence[np.ndar
     """
     iou_thrs = np.asarray(iou_thrs, dtype=np.float64)
     out = [np.zeros((len(d), len(iou_thrs)), dtype=bool) for d in det_labels]
-    for start in range(0, len(det_boxes), _CHUNK):
-        idx = [i for i in range(start, min(start + _CHUNK, len(det_boxes)))
-               if len(gt_labels[i]) and len(det_labels[i])]
+    for chunk in _chunks([len(x) for x in gt_labels], [len(x) for x in det_labels]):
+        idx = [i for i in chunk if len(gt_labels[i]) and len(det_labels[i])]
         if not idx:
             continue
         m = max(len(gt_labels[i]) for i in idx)
@@ -152,8 +166,7 @@ def confusion_matrix(gt_boxes: Sequence[np.ndarray], gt_labels: Sequence[np.ndar
     nc = num_classes
     matrix = np.zeros((nc + 1, nc + 1))
     thr = np.array([iou_thr], dtype=np.float64)
-    for start in range(0, len(det_boxes), _CHUNK):
-        sl = range(start, min(start + _CHUNK, len(det_boxes)))
+    for sl in _chunks([len(x) for x in gt_labels], [len(x) for x in det_labels]):
         keep = [np.asarray(det_scores[i]) > conf for i in sl]
         d_boxes = [np.asarray(det_boxes[i])[k] for i, k in zip(sl, keep)]
         d_labels = [np.asarray(det_labels[i])[k].astype(np.int64) for i, k in zip(sl, keep)]

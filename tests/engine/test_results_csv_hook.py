@@ -48,6 +48,21 @@ def test_reference_lrs_musgd_eight_columns():
     assert reference_lrs(groups)[4] == pytest.approx(1.5)
 
 
+def test_reference_lrs_of_our_musgd_regrouping():
+    """musgd_param_groups' output ([bias, bias x3, norm, norm x3, muon, muon x3] here) in the reference's order."""
+    from convnextv2_yolo.engine.optimizers import musgd_param_groups
+    conv, head, norm = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 1), nn.BatchNorm2d(4)
+    base = [dict(params=[conv.bias, head.bias], weight_decay=0.0, yolo_bias=True),
+            dict(params=[conv.weight, head.weight], weight_decay=5e-4, yolo_base_weight_decay=5e-4),
+            dict(params=[norm.weight, norm.bias], weight_decay=0.0)]
+    boosted = {id(p) for p in head.parameters()}
+    groups = musgd_param_groups(base, boosted, lr=0.01)
+    assert [(group_kind(g), 'yolo_lr_scale' in g) for g in groups] == [
+        ('bias', False), ('bias', True), ('bn', False), ('muon', False), ('muon', True)]
+    # pg0/pg1 (the reference's weight groups, empty here: every decayed weight is a matrix) follow Muon's
+    assert reference_lrs(groups) == pytest.approx([0.03, 0.01, 0.03, 0.01, 0.03, 0.01, 0.03, 0.01])
+
+
 def test_reference_lrs_untagged_groups():
     """mmdet's layer-decay groups (decay / no_decay with biases inside): the largest LR per kind; one
     plain group fills all columns."""

@@ -1,7 +1,8 @@
 """Train a detector (MMDetection's CLI, with convnextv2_yolo registered).
 
     python tools/train.py CONFIG [--data DATA_YAML] [--imgsz N] [--work-dir DIR] [--amp]
-                          [--auto-scale-lr] [--resume [CKPT]] [--cfg-options k=v ...] [--launcher ...]
+                          [--auto-scale-lr] [--resume [CKPT]] [--vis-backend NAME ...] [--cfg-options k=v ...]
+                          [--launcher ...]
 """
 import argparse
 
@@ -20,6 +21,9 @@ def parse_args() -> argparse.Namespace:
                         help='scale the LR by total batch / auto_scale_lr.base_batch_size')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from CKPT, or from the latest checkpoint of the work dir')
+    parser.add_argument('--vis-backend', nargs='+', metavar='NAME',
+                        help="also log to these mmengine backends: tensorboard, wandb, mlflow, clearml, neptune, "
+                             "dvclive, aim (each needs its package); the config's own stay")
     return parse_common_args(parser)
 
 

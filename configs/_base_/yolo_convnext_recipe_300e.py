@@ -11,4 +11,7 @@ custom_hooks = [
     dict(type='CloseMosaicHook', close_epochs={{_base_.close_mosaic_epochs}},
          switch_pipeline={{_base_.train_pipeline_stage2}}),
     dict(type='NumClassCheckHook'),
+    # <work_dir>/results.csv: one row per epoch with the reference's columns (per-image train losses,
+    # mAP50 / mAP50-95, lr/pg0..), resume-safe (engine/hooks/results_csv_hook.py)
+    dict(type='ResultsCSVHook'),
 ]

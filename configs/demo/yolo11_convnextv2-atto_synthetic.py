@@ -91,6 +91,9 @@ custom_hooks = [
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=200, update_buffers=True,
          priority=49),
     dict(type='NumClassCheckHook'),
+    # <work_dir>/results.csv: one row per epoch with the reference's columns (per-image train losses,
+    # mAP50 / mAP50-95, lr/pg0..), resume-safe (engine/hooks/results_csv_hook.py)
+    dict(type='ResultsCSVHook'),
 ]
 randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))

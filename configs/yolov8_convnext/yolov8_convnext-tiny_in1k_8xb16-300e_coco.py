@@ -25,6 +25,9 @@ custom_hooks = [
          switch_pipeline={{_base_.train_pipeline_stage2}}),
     dict(type='NumClassCheckHook'),
     dict(type='BackboneFreezeHook', freeze_epochs=freeze_backbone_epochs),
+    # <work_dir>/results.csv: one row per epoch with the reference's columns (per-image train losses,
+    # mAP50 / mAP50-95, lr/pg0..), resume-safe (engine/hooks/results_csv_hook.py)
+    dict(type='ResultsCSVHook'),
 ]
 # the frozen backbone gets no gradients in the first epochs
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)

@@ -80,6 +80,26 @@ def test_training_follows_the_schedule_and_trains(trained):
     assert osp.isfile(osp.join(work, f'epoch_{EPOCHS}.pth'))
 
 
+def test_results_csv_has_the_one_to_one_items(trained):
+    """The recipe's ResultsCSVHook: the reference's YOLO26 header (l1_loss) and, per epoch, the one-to-one
+    items per image (the logged epoch mean / batch 4), the epoch's mAP and the reference's 3 LR groups."""
+    import csv
+    work, rows, _ = trained
+    with open(osp.join(work, 'results.csv')) as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ['epoch', 'time', 'train/box_loss', 'train/cls_loss', 'train/l1_loss',
+                              'metrics/precision(B)', 'metrics/recall(B)', 'metrics/mAP50(B)', 'metrics/mAP50-95(B)',
+                              'val/box_loss', 'val/cls_loss', 'val/l1_loss', 'lr/pg0', 'lr/pg1', 'lr/pg2']
+    assert [r['epoch'] for r in table] == [str(e) for e in range(1, EPOCHS + 1)]
+    val = [r for r in rows if 'coco/bbox_mAP' in r]
+    for epoch, (row, metrics) in enumerate(zip(table, val), 1):
+        for column, key in (('box_loss', 'o2o_bbox'), ('cls_loss', 'o2o_cls'), ('l1_loss', 'o2o_l1')):
+            assert float(row[f'train/{column}']) == pytest.approx(_epoch_end(rows, epoch, key) / 4, rel=1e-3,
+                                                                  abs=1e-5), (epoch, column)
+        assert float(row['metrics/mAP50-95(B)']) == pytest.approx(metrics['coco/bbox_mAP'], abs=1e-6)
+        assert float(row['lr/pg0']) == pytest.approx(_epoch_end(rows, epoch, 'lr'), rel=1e-5)
+
+
 @pytest.mark.parametrize('end2end', [True, False])
 def test_test_py_on_the_checkpoint(trained, tmp_path, end2end):
     work, _, _ = trained

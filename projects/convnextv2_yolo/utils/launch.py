@@ -81,8 +81,61 @@ def _pick_dist_backend(cfg: Config) -> None:
         env.setdefault('dist_cfg', {})['backend'] = 'gloo'
 
 
+# --vis-backend: the package each of mmengine's logging backends imports when it starts
+VIS_BACKEND_PACKAGES = {'TensorboardVisBackend': 'tensorboard', 'WandbVisBackend': 'wandb',
+                        'MLflowVisBackend': 'mlflow', 'ClearMLVisBackend': 'clearml',
+                        'NeptuneVisBackend': 'neptune', 'DVCLiveVisBackend': 'dvclive', 'AimVisBackend': 'aim'}
+
+
+def resolve_vis_backend(name: str) -> str:
+    """mmengine's registered backend for ``name``: ``tensorboard``, ``wandb``, ... (the type without
+    ``VisBackend``, any case) or the type itself (``TensorboardVisBackend``).
+
+    Raises:
+        SystemExit: unknown name (the message lists the known ones), or the backend's package
+            (``VIS_BACKEND_PACKAGES``) is not installed (the message names it).
+    """
+    import importlib.util
+
+    from mmengine.registry import VISBACKENDS
+    known = {k.lower(): k for k in VISBACKENDS.module_dict}
+    known.update({k[:-len('VisBackend')].lower(): k for k in VISBACKENDS.module_dict if k.endswith('VisBackend')})
+    backend = known.get(name.lower())
+    if backend is None:
+        short = sorted(k[:-len('VisBackend')].lower() for k in VISBACKENDS.module_dict if k.endswith('VisBackend'))
+        raise SystemExit(f'--vis-backend: unknown backend {name!r}; mmengine has {", ".join(short)}')
+    package = VIS_BACKEND_PACKAGES.get(backend)
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise SystemExit(f"--vis-backend {name}: mmengine's {backend} needs the package '{package}', which is "
+                         f'not installed (pip install {package})')
+    return backend
+
+
+def add_vis_backends(cfg: Config, names) -> Config:
+    """Add mmengine logging backends by name (:func:`resolve_vis_backend`) to ``cfg.visualizer``.
+
+    The config's backends (mmdet's ``LocalVisBackend``) stay; a type already there is not added
+    twice. The scalars the ``LoggerHook`` logs (losses, LR, metrics) then reach every backend, e.g.
+    TensorBoard's event files under ``<work_dir>/<timestamp>/vis_data/``.
+    """
+    types = [resolve_vis_backend(n) for n in names or []]
+    if not types:
+        return cfg
+    if cfg.get('visualizer') is None:
+        cfg.visualizer = dict(type='DetLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')],
+                              name='visualizer')
+    backends = list(cfg.visualizer.get('vis_backends') or [])
+    present = {b.get('type', '').split('.')[-1] for b in backends}
+    for t in types:
+        if t not in present:
+            backends.append(dict(type=t))
+            present.add(t)
+    cfg.visualizer.vis_backends = backends
+    return cfg
+
+
 def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
-    """Apply mmdet's train CLI semantics (--amp, --auto-scale-lr, --resume)."""
+    """Apply mmdet's train CLI semantics (--amp, --auto-scale-lr, --resume) and --vis-backend."""
     cfg = _common(cfg, args)
     if getattr(args, 'amp', False):
         import torch
@@ -103,6 +156,7 @@ def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
         if not osp.isfile(resume):
             raise FileNotFoundError(f'--resume checkpoint not found: {resume}')
         cfg.resume, cfg.load_from = True, resume
+    add_vis_backends(cfg, getattr(args, 'vis_backend', None))
     return cfg
 
 

@@ -16,8 +16,10 @@ def test_import_registers_modules():
             'YOLODetector', 'YOLODetDataPreprocessor', 'YOLOBCELoss', 'YOLOCIoULoss', 'YOLOModelEMA'
         ],
         TASK_UTILS: ['BatchTaskAlignedAssigner'],
-        HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook', 'YOLOEMAHook'],
-        TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine', 'YOLOMosaic'],
+        HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook', 'YOLOEMAHook',
+                'YOLOClassWeightsHook'],
+        TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine', 'YOLOMosaic', 'YOLOMixUp',
+                     'YOLOCopyPaste'],
         OPTIM_WRAPPER_CONSTRUCTORS: ['YOLOOptimWrapperConstructor', 'ConvNeXtLayerDecayOptimizerConstructor'],
         OPTIM_WRAPPERS: ['YOLOOptimWrapper', 'YOLOAmpOptimWrapper'],
         METRICS: ['CheckedCocoMetric', 'YOLODetMetric'],

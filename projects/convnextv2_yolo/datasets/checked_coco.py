@@ -10,6 +10,7 @@ from mmengine.logging import print_log
 from ..utils.class_names import as_class_names
 from .coco_api import CheckedCOCO
 from .image_size import describe_size_mismatch, read_image_size
+from .transforms.yolo_mix import prepare_with_dataset
 
 
 @DATASETS.register_module()
@@ -117,7 +118,8 @@ class CheckedCocoDataset(CocoDataset):
         return mismatched + unreadable
 
     def prepare_data(self, idx: int) -> Any:
-        data = super().prepare_data(idx)
+        # results['dataset'] for a pipeline with YOLOMixUp (its partner image)
+        data = prepare_with_dataset(self, idx)
         self._check_decoded_size(idx, data)
         return data
 

@@ -109,6 +109,15 @@ def _square(value: Any, imgsz: int) -> Any:
     return imgsz if isinstance(value, int) else (imgsz, imgsz)
 
 
+def _nested(pipeline):
+    """The transforms of a pipeline and those wrapped in them (``YOLOMixUp``'s ``transforms``)."""
+    for t in pipeline:
+        yield t
+        for key in ('transforms', 'pre_transform'):
+            if isinstance(t, dict) and isinstance(t.get(key), (list, tuple)):
+                yield from _nested(t[key])
+
+
 def set_image_size(cfg: Config, imgsz: int) -> Config:
     """Train and test at ``imgsz`` x ``imgsz`` wherever the size appears in a pipeline.
 
@@ -128,7 +137,7 @@ def set_image_size(cfg: Config, imgsz: int) -> Config:
     if not isinstance(imgsz, int) or imgsz <= 0 or imgsz % 32:
         raise ValueError(f'--imgsz must be a positive multiple of 32 (the largest feature stride), got {imgsz!r}')
     for pipeline in _pipelines(cfg):
-        for t in pipeline:
+        for t in _nested(pipeline):
             kind = str(t.get('type', '')).split('.')[-1]
             if kind in ('YOLOMosaic', 'Mosaic', 'CachedMosaic'):
                 t['img_scale'] = _square(t.get('img_scale'), imgsz)

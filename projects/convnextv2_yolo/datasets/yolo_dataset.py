@@ -43,6 +43,7 @@ from mmengine.logging import print_log
 from ..utils.checkpoint_io import write_atomic
 from ..utils.class_names import as_class_names
 from . import yolo_format
+from .transforms.yolo_mix import prepare_with_dataset
 
 # the cache: '<labels folder>' + CACHE_SUFFIX beside the labels (never the reference's 'labels.cache')
 CACHE_SUFFIX = '.convnextv2_yolo.cache'
@@ -701,6 +702,10 @@ class YOLODataset(BaseDetDataset):
         return (f'{self._log_name}: strict=True and {len(self.problems)} files have problems (fix them, or set '
                 f'strict=False to skip bad files and use the fixed ones):\n  {listed}'
                 + (f'\n  ... and {more} more (see the warnings above)' if more > 0 else ''))
+
+    def prepare_data(self, idx: int) -> Any:
+        """mmengine's, plus ``results['dataset']`` for a pipeline with ``YOLOMixUp`` (its partner image)."""
+        return prepare_with_dataset(self, idx)
 
     # ------------------------------------------------------------ filtering
     def filter_data(self) -> List[dict]:

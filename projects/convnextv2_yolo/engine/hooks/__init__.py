@@ -1,4 +1,5 @@
 from .backbone_freeze_hook import BackboneFreezeHook  # noqa: F401
+from .class_weights_hook import YOLOClassWeightsHook  # noqa: F401
 from .close_mosaic_hook import CloseMosaicHook  # noqa: F401
 from .e2e_loss_schedule_hook import E2ELossScheduleHook  # noqa: F401
 from .results_csv_hook import ResultsCSVHook  # noqa: F401

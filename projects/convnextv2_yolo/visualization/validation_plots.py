@@ -168,8 +168,8 @@ def draw_pr_curve(res: YOLODetResults):
         ax.plot(x, py.mean(0), linewidth=3, color='blue', label=f'all classes {res.ap50.mean():.3f} mAP@0.5')
     ax.set_xlabel('Recall')
     ax.set_ylabel('Precision')
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
+    ax.set_xlim(-0.005, 1.005)
+    ax.set_ylim(-0.01, 1.01)  # lines at 0 and 1 stay visible
     ax.grid(alpha=0.3)
     _legend(ax)
     ax.set_title('Precision-Recall Curve (IoU 0.5)')
@@ -219,8 +219,8 @@ def draw_metric_confidence(res: YOLODetResults, metric: str):
                    label=f'operating point: conf {res.conf_threshold:.3f}, {metric} {at_op.mean():.3f}')
     ax.set_xlabel('Confidence')
     ax.set_ylabel(metric)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
+    ax.set_xlim(-0.005, 1.005)
+    ax.set_ylim(-0.01, 1.01)  # lines at 0 and 1 stay visible
     ax.grid(alpha=0.3)
     _legend(ax)
     ax.set_title(f'{metric}-Confidence Curve (IoU 0.5)')

@@ -172,7 +172,10 @@ def test_rows_hold_the_epoch_means_per_image(two_epochs):
     assert len(val) == 1
     assert float(rows[1]['metrics/mAP50-95(B)']) == pytest.approx(val[0]['coco/bbox_mAP'], abs=1e-6)
     assert float(rows[1]['metrics/mAP50(B)']) == pytest.approx(val[0]['coco/bbox_mAP_50'], abs=1e-6)
-    assert rows[1]['metrics/precision(B)'] == rows[1]['val/box_loss'] == ''  # no yolo/precision, no val losses
+    # the demo's YOLODetMetric reports yolo/precision and yolo/recall; no val losses
+    assert float(rows[1]['metrics/precision(B)']) == pytest.approx(val[0]['yolo/precision'], abs=1e-6)
+    assert float(rows[1]['metrics/recall(B)']) == pytest.approx(val[0]['yolo/recall'], abs=1e-6)
+    assert rows[1]['val/box_loss'] == ''
 
 
 def test_resume_repairs_a_killed_write_and_appends(two_epochs, tiny_data, tmp_path):

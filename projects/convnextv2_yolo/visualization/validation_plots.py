@@ -111,7 +111,7 @@ def draw_confusion_matrix(matrix: np.ndarray, names: Sequence[str], normalize: b
                 ax.text(j, i, f'{val:.2f}' if normalize else f'{int(round(val))}', ha='center', va='center',
                         fontsize=fontsize, color='white' if val > 0.45 * vmax else 'black')
     cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    cbar.ax.set_ylabel('fraction of the true class' if normalize else 'count')
+    cbar.ax.set_ylabel('fraction of the column (true class)' if normalize else 'count')
     ticks = np.arange(n)
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)

@@ -19,6 +19,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ('backbones', 'necks', 'dense_heads'),
     ('detectors', 'selfsup'),
     ('datasets', 'evaluation'),
+    ('visualization', ),
     ('engine', ),
     ('deployment', 'converters', 'dataset_tools'),
     # the library side of tools/ (command-line set-up, demo, config dumps), and the package itself

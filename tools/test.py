@@ -1,14 +1,15 @@
 """Test (and evaluate) a detector (MMDetection's CLI, with convnextv2_yolo registered).
 
     python tools/test.py CONFIG CHECKPOINT [--data DATA_YAML] [--imgsz N] [--work-dir DIR] [--out results.pkl]
-                         [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
+                         [--show-dir DIR] [--no-plots] [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
 
 from mmengine.config import Config
 
 import convnextv2_yolo  # noqa: F401
-from convnextv2_yolo.utils.launch import build_runner, close_distributed, parse_common_args, prepare_test_cfg
+from convnextv2_yolo.utils.launch import (add_plots_arg, build_runner, close_distributed, parse_common_args,
+                                          prepare_test_cfg)
 
 
 def parse_args() -> argparse.Namespace:
@@ -20,6 +21,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir', help='save painted images under work_dir/TIMESTAMP/SHOW_DIR')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    add_plots_arg(parser)
     return parse_common_args(parser)
 
 

@@ -1,15 +1,16 @@
 """Train a detector (MMDetection's CLI, with convnextv2_yolo registered).
 
     python tools/train.py CONFIG [--data DATA_YAML] [--imgsz N] [--work-dir DIR] [--amp]
-                          [--auto-scale-lr] [--resume [CKPT]] [--vis-backend NAME ...] [--cfg-options k=v ...]
-                          [--launcher ...]
+                          [--auto-scale-lr] [--resume [CKPT]] [--vis-backend NAME ...] [--no-plots]
+                          [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
 
 from mmengine.config import Config
 
 import convnextv2_yolo  # noqa: F401  (registers modules, applies compat fixes)
-from convnextv2_yolo.utils.launch import build_runner, close_distributed, parse_common_args, prepare_train_cfg
+from convnextv2_yolo.utils.launch import (add_plots_arg, build_runner, close_distributed, parse_common_args,
+                                          prepare_train_cfg)
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,6 +25,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--vis-backend', nargs='+', metavar='NAME',
                         help="also log to these mmengine backends: tensorboard, wandb, mlflow, clearml, neptune, "
                              "dvclive, aim (each needs its package); the config's own stay")
+    add_plots_arg(parser)
     return parse_common_args(parser)
 
 

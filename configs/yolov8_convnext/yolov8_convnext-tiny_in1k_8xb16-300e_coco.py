@@ -28,6 +28,10 @@ custom_hooks = [
     # <work_dir>/results.csv: one row per epoch with the reference's columns (per-image train losses,
     # mAP50 / mAP50-95, lr/pg0..), resume-safe (engine/hooks/results_csv_hook.py)
     dict(type='ResultsCSVHook'),
+    # at the end of training (last validation) and of tools/test.py: confusion_matrix(_normalized).png,
+    # BoxPR/F1/P/R_curve.png, results.png in the work dir (engine/hooks/validation_plots_hook.py);
+    # enabled=False or --no-plots: none
+    dict(type='ValidationPlotsHook', enabled=True),
 ]
 # the frozen backbone gets no gradients in the first epochs
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)

@@ -47,6 +47,29 @@ def close_distributed() -> None:
         gc.collect()
 
 
+def add_plots_arg(parser: ArgumentParser) -> None:
+    """``--no-plots`` of tools/train.py and tools/test.py."""
+    parser.add_argument('--no-plots', action='store_true',
+                        help='write no plots in the work dir (confusion matrices, PR/F1/P/R-confidence curves; '
+                             'training: results.png)')
+
+
+def apply_plots_arg(cfg: Config, no_plots: bool, add_missing: bool) -> Config:
+    """``--no-plots``: disable every ``ValidationPlotsHook`` of ``cfg.custom_hooks``.
+
+    Without it and with ``add_missing``, a config that lacks the hook gets one
+    (``tools/test.py`` always writes the plots unless told not to).
+    """
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    found = [h for h in hooks if str(h.get('type', '')).split('.')[-1] == 'ValidationPlotsHook']
+    for h in found:
+        h['enabled'] = not no_plots
+    if not found and add_missing and not no_plots:
+        hooks.append(dict(type='ValidationPlotsHook'))
+    cfg.custom_hooks = hooks
+    return cfg
+
+
 def build_runner(cfg: Config):
     """mmengine's Runner, or the config's ``runner_type``."""
     from mmengine.registry import RUNNERS
@@ -157,6 +180,7 @@ def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
             raise FileNotFoundError(f'--resume checkpoint not found: {resume}')
         cfg.resume, cfg.load_from = True, resume
     add_vis_backends(cfg, getattr(args, 'vis_backend', None))
+    apply_plots_arg(cfg, getattr(args, 'no_plots', False), add_missing=False)
     return cfg
 
 
@@ -209,4 +233,6 @@ def prepare_test_cfg(cfg: Config, args: Namespace) -> Config:
     if args.show or args.show_dir:
         from mmdet.engine.hooks.utils import trigger_visualization_hook
         cfg = trigger_visualization_hook(cfg, args)
+    if hasattr(args, 'no_plots'):  # tools/test.py (not the ONNX export, which shares this function)
+        apply_plots_arg(cfg, args.no_plots, add_missing=True)
     return cfg

@@ -245,6 +245,8 @@ class YOLODetResults:
             contain each class; ``nt_per_class`` (C,) instances per class.
         confusion_matrix (np.ndarray | None): (C + 1, C + 1) [predicted, true]
             counts, background last (see :func:`confusion_matrix`).
+        confusion_conf, confusion_iou (float | None): its score and IoU
+            thresholds (detections with score > conf; matches with IoU > iou).
     """
     names: List[str]
     class_index: np.ndarray
@@ -269,6 +271,8 @@ class YOLODetResults:
     nt_per_image: Optional[np.ndarray] = None
     nt_per_class: Optional[np.ndarray] = None
     confusion_matrix: Optional[np.ndarray] = None
+    confusion_conf: Optional[float] = None
+    confusion_iou: Optional[float] = None
 
     @property
     def ap50(self) -> np.ndarray:
@@ -404,7 +408,10 @@ class YOLODetMetric(CheckedCocoMetric):
             only in standalone validation; here always). Defaults to True.
         per_class_scalars (bool): Return per-class scalars too. Defaults to True.
         confusion_conf (float): Score threshold of the confusion matrix
-            (the reference's validation ``conf``, 0.001). Defaults to 0.001.
+            (the reference's validation ``conf``, 0.001: 8.4's
+            ``DetectionValidator`` passes ``conf=self.args.conf`` to
+            ``ConfusionMatrix.process_batch``, whose own default of 0.25 only
+            applies to other callers). Defaults to 0.001.
         confusion_iou (float): Its IoU threshold. Defaults to 0.45.
         **kwargs: As :class:`CheckedCocoMetric`.
     """
@@ -459,6 +466,7 @@ class YOLODetMetric(CheckedCocoMetric):
         res.nt_per_image = np.bincount(pairs[1], minlength=nc)
         res.confusion_matrix = confusion_matrix(gt_boxes, gt_labels, det_boxes, det_labels, det_scores, nc,
                                                 conf=self.confusion_conf, iou_thr=self.confusion_iou)
+        res.confusion_conf, res.confusion_iou = float(self.confusion_conf), float(self.confusion_iou)
         return res
 
     def compute_metrics(self, results: list) -> Dict[str, float]:

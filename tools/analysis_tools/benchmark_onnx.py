@@ -114,16 +114,23 @@ def build_model(name: str, args: argparse.Namespace, tmp: str):
     return cfg, model, ckpt
 
 
-def bench_model(name: str, args: argparse.Namespace, tmp: str) -> dict:
-    """One table row: PyTorch eager vs ONNX Runtime (raw and nms files) for ``name``."""
-    import torch
-
-    from convnextv2_yolo.deployment import DenseOutputs, export_onnx, make_session, raw_to_nms
-    cfg, model, ckpt = build_model(name, args, tmp)
+def export_raw_and_nms(name: str, cfg, ckpt: str, args: argparse.Namespace, tmp: str):
+    """Paths of ``name``'s raw (``--postprocess none``) ONNX file and the ``nms`` file made from it."""
+    from convnextv2_yolo.deployment import export_onnx, raw_to_nms
     raw, nms = osp.join(tmp, f'{name}_raw.onnx'), osp.join(tmp, f'{name}_nms.onnx')
     export_onnx(cfg, ckpt, raw, imgsz=(args.imgsz, args.imgsz), batch=args.batch, postprocess='none',
                 half=args.half, device=args.device)
     raw_to_nms(raw, nms)
+    return raw, nms
+
+
+def bench_model(name: str, args: argparse.Namespace, tmp: str) -> dict:
+    """One table row: PyTorch eager vs ONNX Runtime (raw and nms files) for ``name``."""
+    import torch
+
+    from convnextv2_yolo.deployment import DenseOutputs, make_session
+    cfg, model, ckpt = build_model(name, args, tmp)
+    raw, nms = export_raw_and_nms(name, cfg, ckpt, args, tmp)
     device = torch.device(args.device)
     images = torch.rand(args.batch, 3, args.imgsz, args.imgsz)
     eager = DenseOutputs(model).to(device)
@@ -155,7 +162,7 @@ def bench_e2e(args: argparse.Namespace, tmp: str) -> list:
 
     import numpy as np
 
-    from convnextv2_yolo.deployment import export_onnx, make_session, raw_to_nms
+    from convnextv2_yolo.deployment import export_onnx, make_session
     files = {}
     scales = ['n'] + [s for s in 'smlx' if s in args.e2e_scales]
     for name in [f'yolo26{s}' for s in scales] + ['yolo11n']:
@@ -167,10 +174,7 @@ def bench_e2e(args: argparse.Namespace, tmp: str) -> list:
             export_onnx(e2e_cfg, ckpt, files[(name, 'e2e')], imgsz=(args.imgsz, args.imgsz), batch=args.batch,
                         postprocess='e2e', half=args.half, device=args.device)
         if name in ('yolo26n', 'yolo11n'):
-            raw, nms = osp.join(tmp, f'{name}_raw.onnx'), osp.join(tmp, f'{name}_nms.onnx')
-            export_onnx(cfg, ckpt, raw, imgsz=(args.imgsz, args.imgsz), batch=args.batch, postprocess='none',
-                        half=args.half, device=args.device)
-            raw_to_nms(raw, nms)
+            raw, nms = export_raw_and_nms(name, cfg, ckpt, args, tmp)
             files[(name, 'nms')], files[(name, 'none')] = nms, raw
     feed = np.random.default_rng(0).random((args.batch, 3, args.imgsz, args.imgsz)).astype(
         'float16' if args.half else 'float32')

@@ -26,6 +26,12 @@ from .yolo_head_loss import YOLOHeadLossMixin
 __all__ = ['DFL', 'YOLOHead', 'YOLO11Head', 'multiclass_nms']
 
 
+# the class branches a YOLO head may have: the one-to-many (the reference's Detect.cv3) and, in end-to-end
+# heads (YOLO26's YOLOE2EHead), the one-to-one copy (Detect.one2one_cv3); fine-tuning remaps the rows of both
+# by class name and MuSGD gives both LR x 3, as the reference does
+CLS_BRANCHES = ('cls_convs', 'one2one_cls_convs')
+
+
 @MODELS.register_module()
 class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
     """Decoupled YOLO11 (or YOLOv8) head: DFL box branch + class branch.
@@ -112,6 +118,7 @@ class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.degenerate_log_interval = degenerate_log_interval
+        self._warned_e2e = False  # test_cfg.end2end=True on this one-to-many head: warned once
 
         c2 = max(16, self.in_channels[0] // 4, 4 * reg_max)
         c3 = cls_channels or max(self.in_channels[0], min(num_classes, 100))
@@ -243,7 +250,7 @@ class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
             raise ValueError('YOLOHead.predict_by_feat: rescale=True needs one img_meta per image')
         if with_nms and 'nms' not in cfg:
             raise KeyError("YOLOHead: test_cfg lacks 'nms' (e.g. nms=dict(type='nms', iou_threshold=0.7))")
-        if cfg.get('end2end') and not hasattr(self, 'one2one_cls_convs') and not getattr(self, '_warned_e2e', False):
+        if cfg.get('end2end') and not self._warned_e2e:  # YOLOE2EHead passes end2end=False here
             self._warned_e2e = True  # a one-to-many head has no end-to-end path: say so once
             print_log(f'{type(self).__name__}: test_cfg.end2end=True is ignored: this head has no one-to-one '
                       'branch (an end-to-end head is YOLOE2EHead, YOLO26); its detections take NMS',

@@ -195,16 +195,11 @@ class TransferReport(NamedTuple):
         return '; '.join(parts)
 
 
-# class branches of a YOLOHead: the one-to-many (the reference's cv3) and, in end-to-end heads (YOLO26's
-# YOLOE2EHead), the one-to-one (one2one_cv3); the reference remaps the rows of both by name
-CLS_BRANCHES = ('cls_convs', 'one2one_cls_convs')
-
-
 def final_cls_conv_keys(model: nn.Module) -> List[str]:
     """State-dict keys (weight, bias) of the last layer of every class branch (``cls_convs`` and, in
     end-to-end heads, ``one2one_cls_convs``) of every ``YOLOHead`` in ``model`` (the convs whose output
     rows are classes)."""
-    from ..dense_heads.yolo_head import YOLOHead
+    from ..dense_heads.yolo_head import CLS_BRANCHES, YOLOHead
     keys = []
     for name, module in model.named_modules():
         if isinstance(module, YOLOHead):
@@ -308,7 +303,7 @@ def _dataset_classes(runner: Runner) -> Optional[Tuple[str, ...]]:
 def _family_mismatch(meta: Optional[dict], model: nn.Module) -> Optional[str]:
     """A message when a converted reference checkpoint's family (``meta['version']``, written by
     ``ultralytics_to_mmdet``) differs from the model's (its backbone's or neck's ``version``), else None."""
-    version = (meta or {}).get('version') if isinstance(meta, dict) else None
+    version = meta.get('version') if isinstance(meta, dict) else None
     if not isinstance(version, str):
         return None
     ours = {getattr(getattr(model, part, None), 'version', None) for part in ('backbone', 'neck')}

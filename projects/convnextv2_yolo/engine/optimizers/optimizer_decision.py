@@ -20,12 +20,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Tuple
 
+from ...dense_heads.yolo_head import CLS_BRANCHES
+
 # the reference's optimizer=auto: MuSGD (8.3: SGD) above this many iterations, else AdamW
 AUTO_MIN_LARGE_ITERATIONS = 10000
 AUTO_LARGE_OPTIMIZERS = ('MuSGD', 'SGD')
 # parameters whose LR the reference's MuSGD groups multiply by 3: the head's class branches (Detect.cv3 and,
 # in end-to-end heads (YOLO26), Detect.one2one_cv3)
-MUSGD_BOOSTED_PREFIXES = ('bbox_head.cls_convs.', 'bbox_head.one2one_cls_convs.')
+MUSGD_BOOSTED_PREFIXES = tuple(f'bbox_head.{branch}.' for branch in CLS_BRANCHES)
 MUSGD_LR_BOOST = 3.0
 # the reference's number of classes when the dataset names none (build_optimizer's nc default)
 DEFAULT_NUM_CLASSES = 10

@@ -191,6 +191,33 @@ def test_coco_numbers_unchanged_and_table_logged(tiny_val):
     assert res.nt_per_class.sum() == len(gts) == len(res.target_cls)
 
 
+def test_matches_unclipped_boxes_as_the_reference(tiny_val):
+    """``match_boxes='unclipped'`` (default) gives the YOLO numbers of the unclipped boxes (the reference's
+    validator never clips), ``'clipped'`` those of ``bboxes``; COCO always evaluates ``bboxes``; predictions
+    without ``unclipped_bboxes`` fall back to ``bboxes`` with one warning."""
+    samples, classes = _samples(tiny_val, 0, 'good')
+    for s in samples:  # boxes pushed 6 px past the left/top border where they start within 12 px of it
+        b = s['pred_instances']['bboxes']
+        unclipped = b.clone()
+        unclipped[:, :2] -= 6 * (b[:, :2] < 12)
+        s['pred_instances']['unclipped_bboxes'] = unclipped
+    assert sum(int((s['pred_instances']['unclipped_bboxes'] < 0).any()) for s in samples) >= 5
+    _, unclipped = _evaluate('YOLODetMetric', tiny_val, samples, classes)
+    _, clipped = _evaluate('YOLODetMetric', tiny_val, samples, classes, match_boxes='clipped')
+    as_boxes = [dict(s, pred_instances=dict(s['pred_instances'], bboxes=s['pred_instances']['unclipped_bboxes']))
+                for s in samples]
+    for s in as_boxes:
+        del s['pred_instances']['unclipped_bboxes']
+    _, direct = _evaluate('YOLODetMetric', tiny_val, as_boxes, classes)
+    yolo = [k for k in unclipped if k.startswith('yolo/')]
+    assert {k: unclipped[k] for k in yolo} == {k: direct[k] for k in yolo}
+    assert unclipped['yolo/mAP50-95'] < clipped['yolo/mAP50-95']
+    assert {k: v for k, v in unclipped.items() if k.startswith('coco/')} == \
+        {k: v for k, v in clipped.items() if k.startswith('coco/')}
+    with pytest.raises(ValueError, match='match_boxes'):
+        _evaluate('YOLODetMetric', tiny_val, samples, classes, match_boxes='input')
+
+
 # Measured (4 classes, 48 images, seeds 0-9, each mode): ours below COCO's classwise AP by at most 0.0103 per
 # class and 0.0043 for the class mean (mmdet rounds the COCO class AP to 3 decimals, +-0.0005). Expected:
 # the trapezoid halves the end points (-P(0)/200, up to -0.005), divides by 100 not 101 (+AP/100), and

@@ -11,6 +11,7 @@ pytest.importorskip('mmcv.ops')
 from mmengine.logging import MessageHub  # noqa: E402
 
 from convnextv2_yolo.dense_heads import YOLOHead  # noqa: E402
+from convnextv2_yolo.dense_heads.yolo_head import clip_to_shape  # noqa: E402
 from convnextv2_yolo.task_modules import DFLBBoxCoder  # noqa: E402
 from tests.helpers.heads import TEST_CFG, crafted_outputs, make_head  # noqa: E402
 from tests.helpers.loss_formulas import anchor_points, assign_packed, bce_sum, flatten_levels, positives  # noqa: E402
@@ -284,5 +285,9 @@ def test_predict_rescale_undoes_letterbox():
     meta = dict(scale_factor=(2., 2.), ori_shape=(10, 20))
     r = head.predict_by_feat(*outs, batch_img_metas=[meta], rescale=True)[0]
     torch.testing.assert_close(r.bboxes[0], torch.tensor([6., 4., 20., 10.]), atol=1e-3, rtol=0)
+    # the same boxes unclipped, for the reference's validation matching (YOLODetMetric match_boxes)
+    assert r.unclipped_bboxes.shape == r.bboxes.shape and r.unclipped_bboxes[0, 2] > 20
+    torch.testing.assert_close(r.bboxes, clip_to_shape(r.unclipped_bboxes, (10, 20)), atol=0, rtol=0)
+    assert 'unclipped_bboxes' not in head.predict_by_feat(*outs, batch_img_metas=[meta], rescale=False)[0]
     with pytest.raises(KeyError, match='scale_factor'):
         head.predict_by_feat(*outs, batch_img_metas=[dict(ori_shape=(10, 20))], rescale=True)

@@ -297,12 +297,9 @@ class YOLOE2EHead(YOLOE2EHeadLossMixin, YOLOHead):
         results = []
         for img_dets, meta in zip(dets, metas):
             img_dets = img_dets[img_dets[:, 4] > score_thr]
-            boxes = img_dets[:, :4]
-            if rescale:
-                boxes = self._rescale(boxes, meta)
             res = InstanceData()
-            res.bboxes = boxes
+            res.bboxes = img_dets[:, :4]
             res.scores = img_dets[:, 4]
             res.labels = img_dets[:, 5].long()
-            results.append(res)
+            results.append(self.rescale_instances(res, meta) if rescale else res)
         return results

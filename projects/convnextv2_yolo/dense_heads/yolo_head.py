@@ -304,18 +304,29 @@ class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
             keep, scores = keep[:max_per_img], scores[:max_per_img]
         else:
             scores, keep = scores.sort(descending=True)
-        boxes, labels = boxes[keep], labels[keep]
-        if rescale:
-            boxes = self._rescale(boxes, img_meta)
         results = InstanceData()
-        results.bboxes = boxes
+        results.bboxes = boxes[keep]
         results.scores = scores
-        results.labels = labels
+        results.labels = labels[keep]
+        return self.rescale_instances(results, img_meta) if rescale else results
+
+    @classmethod
+    def rescale_instances(cls, results: InstanceData, img_meta: dict) -> InstanceData:
+        """Map ``results.bboxes`` (network input, xyxy px) back to the original image, in place.
+
+        ``bboxes`` are clipped to ``ori_shape`` (what COCO evaluation, the
+        visualizer and exports use); ``unclipped_bboxes`` keeps the same boxes
+        unclipped, as the reference's ``DetectionValidator`` matches them
+        (:class:`YOLODetMetric` ``match_boxes='unclipped'``).
+        """
+        unclipped = cls._rescale(results.bboxes, img_meta, clip=False)
+        results.bboxes = clip_to_shape(unclipped, img_meta['ori_shape'])
+        results.unclipped_bboxes = unclipped
         return results
 
     @staticmethod
-    def _rescale(bboxes: Tensor, img_meta: dict) -> Tensor:
-        """Undo letterbox padding and resizing, then clip to ``ori_shape``."""
+    def _rescale(bboxes: Tensor, img_meta: dict, clip: bool = True) -> Tensor:
+        """Undo letterbox padding and resizing, then (``clip``) clip to ``ori_shape``."""
         for key in ('scale_factor', 'ori_shape'):
             if key not in img_meta:
                 raise KeyError(f'YOLOHead: img_meta lacks {key!r}, needed to rescale predictions '
@@ -324,9 +335,14 @@ class YOLOHead(YOLOHeadLossMixin, BaseDenseHead):
             top, _, left, _ = (float(v) for v in img_meta['pad_param'])
             bboxes = bboxes - bboxes.new_tensor([left, top, left, top])
         bboxes = bboxes / bboxes.new_tensor(img_meta['scale_factor']).repeat(2)
-        h, w = img_meta['ori_shape'][:2]
-        return torch.stack([bboxes[:, 0].clamp(0, w), bboxes[:, 1].clamp(0, h),
-                            bboxes[:, 2].clamp(0, w), bboxes[:, 3].clamp(0, h)], dim=-1)
+        return clip_to_shape(bboxes, img_meta['ori_shape']) if clip else bboxes
+
+
+def clip_to_shape(bboxes: Tensor, shape: Sequence[int]) -> Tensor:
+    """Clip (N, 4) xyxy boxes to an image of ``shape`` (h, w, ...): x to [0, w], y to [0, h]."""
+    h, w = shape[:2]
+    return torch.stack([bboxes[:, 0].clamp(0, w), bboxes[:, 1].clamp(0, h),
+                        bboxes[:, 2].clamp(0, w), bboxes[:, 3].clamp(0, h)], dim=-1)
 
 
 @MODELS.register_module()

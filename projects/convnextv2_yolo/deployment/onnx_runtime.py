@@ -189,8 +189,7 @@ class ORTDetector(nn.Module):
         data = self.data_preprocessor(data, False)
         samples = data['data_samples']
         for sample, inst in zip(samples, self.predict_instances(data['inputs'])):
-            inst.bboxes = YOLOHead._rescale(inst.bboxes, sample.metainfo)
-            sample.pred_instances = inst
+            sample.pred_instances = YOLOHead.rescale_instances(inst, sample.metainfo)
         return samples
 
     def forward(self, *args, **kwargs):  # nn.Module's; the inferencer calls test_step

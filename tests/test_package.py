@@ -19,7 +19,7 @@ def test_import_registers_modules():
         HOOKS: ['YOLOParamSchedulerHook', 'CloseMosaicHook', 'BackboneFreezeHook', 'YOLOEMAHook',
                 'YOLOClassWeightsHook'],
         TRANSFORMS: ['LetterResize', 'YOLOHSVRandomAug', 'YOLORandomAffine', 'YOLOMosaic', 'YOLOMixUp',
-                     'YOLOCopyPaste'],
+                     'YOLOCopyPaste', 'YOLOLoadAnnotations'],
         OPTIM_WRAPPER_CONSTRUCTORS: ['YOLOOptimWrapperConstructor', 'ConvNeXtLayerDecayOptimizerConstructor'],
         OPTIM_WRAPPERS: ['YOLOOptimWrapper', 'YOLOAmpOptimWrapper'],
         METRICS: ['CheckedCocoMetric', 'YOLODetMetric'],

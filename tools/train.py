@@ -2,6 +2,7 @@
 
     python tools/train.py CONFIG [--data DATA_YAML] [--imgsz N] [--work-dir DIR] [--amp]
                           [--auto-scale-lr] [--resume [CKPT]] [--vis-backend NAME ...] [--no-plots]
+                          [--mixup P] [--copy-paste R]
                           [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
@@ -25,6 +26,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--vis-backend', nargs='+', metavar='NAME',
                         help="also log to these mmengine backends: tensorboard, wandb, mlflow, clearml, neptune, "
                              "dvclive, aim (each needs its package); the config's own stay")
+    parser.add_argument('--mixup', type=float, metavar='P',
+                        help="the reference's mixup: YOLOMixUp probability (the YOLO11 configs: 0.0-0.2 by scale; "
+                             '--data sets 0.0, the reference\'s default)')
+    parser.add_argument('--copy-paste', type=float, metavar='R',
+                        help="the reference's copy_paste ('flip' mode): fraction of the eligible mirrored "
+                             'instances pasted where images have polygons (--data sets 0.0)')
     add_plots_arg(parser)
     return parse_common_args(parser)
 

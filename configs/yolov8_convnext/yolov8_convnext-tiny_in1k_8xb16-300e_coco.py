@@ -24,6 +24,9 @@ custom_hooks = [
     dict(type='CloseMosaicHook', close_epochs={{_base_.close_mosaic_epochs}},
          switch_pipeline={{_base_.train_pipeline_stage2}}),
     dict(type='NumClassCheckHook'),
+    # the reference's class weights: with model.bbox_head.loss_cls.cls_pw > 0 they are computed from the
+    # training labels before training (engine/hooks/class_weights_hook.py); nothing to do with cls_pw=0
+    dict(type='YOLOClassWeightsHook'),
     dict(type='BackboneFreezeHook', freeze_epochs=freeze_backbone_epochs),
     # <work_dir>/results.csv: one row per epoch with the reference's columns (per-image train losses,
     # mAP50 / mAP50-95, lr/pg0..), resume-safe (engine/hooks/results_csv_hook.py)

@@ -89,3 +89,24 @@ def test_one_line_backbone_swap(backbone, channels):
     with torch.no_grad():
         cls_scores, _ = model(torch.zeros(1, 3, 64, 64), mode='tensor')
     assert [tuple(s.shape[-2:]) for s in cls_scores] == [(8, 8), (4, 4), (2, 2)]
+
+
+# mixup / copy_paste of the reference's YOLO11 COCO models (maintainers, ultralytics issue #16607)
+YOLO11_MIX = dict(n=(0.0, 0.10), s=(0.05, 0.15), m=(0.15, 0.40), l=(0.15, 0.50), x=(0.20, 0.60))
+
+
+@pytest.mark.parametrize('scale', sorted(YOLO11_MIX))
+def test_yolo11_configs_have_the_references_mixup_and_copy_paste(scale):
+    """Mosaic -> CopyPaste -> affine inside MixUp (the reference's v8_transforms order), the partner loaded
+    with polygons like the image; the close-mosaic pipeline has neither (the reference's close_mosaic)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'yolo11', f'yolo11_{scale}_8xb16-500e_coco.py'))
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    assert [t['type'] for t in pipeline[:3]] == ['LoadImageFromFile', 'YOLOLoadAnnotations', 'YOLOMixUp']
+    mixup = pipeline[2]
+    assert [t['type'] for t in mixup['transforms']] == ['YOLOMosaic', 'YOLOCopyPaste', 'YOLORandomAffine']
+    assert mixup['pre_transform'] == pipeline[:2] and pipeline[1]['with_polygons']
+    assert (mixup['prob'], mixup['transforms'][1]['ratio']) == YOLO11_MIX[scale]
+    assert mixup['transforms'][1]['mode'] == 'flip'
+    stage2 = next(h['switch_pipeline'] for h in cfg.custom_hooks if h['type'] == 'CloseMosaicHook')
+    assert not {'YOLOMixUp', 'YOLOCopyPaste', 'YOLOMosaic'} & {t['type'] for t in stage2}

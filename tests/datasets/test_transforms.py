@@ -47,28 +47,25 @@ def full_box(h, w):
 
 
 def recipe_pipeline(size=S):
-    """The default YOLO11-n training pipeline (configs/yolo11) with its sizes scaled to ``size``."""
+    """The default YOLO11-n training pipeline (configs/yolo11) with its sizes scaled to ``size`` (as --imgsz)."""
     from mmengine.config import Config
+
+    from convnextv2_yolo.datasets.data_overrides import set_image_size
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'yolo11', 'yolo11_n_8xb16-500e_coco.py'))
-    pipeline = []
-    for t in cfg.train_dataloader.dataset.pipeline:
-        t = dict(t)
-        if t['type'] == 'YOLOMosaic':
-            t['img_scale'] = (size, size)
-        if t['type'] == 'YOLORandomAffine' and tuple(t.get('border', (0, 0))) != (0, 0):
-            t['border'] = (-size // 2, -size // 2)
-        pipeline.append(t)
-    return cfg, pipeline
+    set_image_size(cfg, size)
+    return cfg, [dict(t) for t in cfg.train_dataloader.dataset.pipeline]
 
 
 # ---------------------------------------------------------------------------------------------------
 # Defect A: no sample passes through the mosaic, the first samples of a worker included
 # ---------------------------------------------------------------------------------------------------
 def test_recipe_pipeline_uses_the_reference_mosaic_and_buffer_rule():
-    cfg, pipeline = recipe_pipeline()
-    types = [t['type'] for t in pipeline]
-    assert 'CachedMosaic' not in types and types.index('YOLOMosaic') + 1 == types.index('YOLORandomAffine')
-    mosaic = cfg.train_dataloader.dataset.pipeline[types.index('YOLOMosaic')]
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'yolo11', 'yolo11_n_8xb16-500e_coco.py'))
+    mixup = cfg.train_dataloader.dataset.pipeline[2]
+    types = [t['type'] for t in mixup['transforms']]  # inside YOLOMixUp, as the reference's pre_transform
+    assert mixup['type'] == 'YOLOMixUp' and types == ['YOLOMosaic', 'YOLOCopyPaste', 'YOLORandomAffine']
+    mosaic = mixup['transforms'][0]
     assert mosaic['max_cached_images'] == min(cfg.train_batch_size_per_gpu * 8, 1000) == 128
     assert mosaic['prob'] == 1.0 and tuple(mosaic['img_scale']) == (640, 640)
 
@@ -346,9 +343,9 @@ def test_affine_box_filter_uses_the_scale_and_drops_masks():
     out = t(item(100, 100, [[10, 10, 13, 13], [20, 20, 60, 60]], [0, 1]))
     assert out['img'].shape == (100, 100, 3) and out['gt_bboxes_labels'].tolist() == [1]
     res = item(100, 100, [[10, 10, 20, 20]])
-    res['gt_masks'] = object()
-    with pytest.raises(NotImplementedError, match='boxes only'):
-        t(res)
+    res['gt_masks'] = object()  # the mosaic's polygons (for YOLOCopyPaste) end here
+    out = t(res)
+    assert 'gt_masks' not in out and len(out['gt_bboxes']) == 1
     assert 'min_area_ratio=0.1' in repr(t)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.logs import current_log
 from tests.helpers.paths import ROOT
 from tests.helpers.processes import run_tool
 from tests.helpers.tiny import make_tiny_data
@@ -157,19 +158,8 @@ def test_coco_numbers_unchanged_and_table_logged(tiny_val):
     have no coco/ prefix; the plot arrays are kept on the metric."""
     samples, classes = _samples(tiny_val, 0, 'jitter')
     _, coco = _evaluate('CheckedCocoMetric', tiny_val, samples, classes)
-    # the current mmengine logger's own handler: its console handler keeps the stream of the process's first
-    # logger, which is not this test's captured stdout when an earlier test built a runner
-    import io
-    import logging
-
-    from mmengine.logging import MMLogger
-    stream, logger = io.StringIO(), MMLogger.get_current_instance()
-    handler = logging.StreamHandler(stream)
-    logger.addHandler(handler)
-    try:
+    with current_log() as log:
         metric, ours = _evaluate('YOLODetMetric', tiny_val, samples, classes)
-    finally:
-        logger.removeHandler(handler)
     assert {k: v for k, v in ours.items() if k.startswith('coco/')} == coco
     assert not [k for k in ours if k.startswith('coco/yolo')]
     for key in ('yolo/precision', 'yolo/recall', 'yolo/mAP50', 'yolo/mAP50-95'):
@@ -177,7 +167,7 @@ def test_coco_numbers_unchanged_and_table_logged(tiny_val):
     res = metric.yolo_results
     assert ours['yolo/mAP50-95'] == pytest.approx(res.ap.mean())
     assert ours['yolo/mAP50-95/star'] == pytest.approx(res.ap[classes.index('star')].mean())
-    text = stream.getvalue()
+    text = log()
     header = ('%22s' + '%11s' * 6) % ('Class', 'Images', 'Instances', 'Box(P', 'R', 'mAP50', 'mAP50-95)')
     assert header in text
     gts = json.load(open(tiny_val))['annotations']

@@ -1,5 +1,8 @@
 """Catching log records in tests."""
+import contextlib
+import io
 import logging
+from typing import Callable, Iterator
 
 
 class WarningRecords(logging.Handler):
@@ -11,3 +14,20 @@ class WarningRecords(logging.Handler):
 
     def emit(self, record):
         self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def current_log() -> Iterator[Callable[[], str]]:
+    """Yield a function returning the text logged so far through the current ``MMLogger``.
+
+    Uses a handler on that logger itself: its console handler keeps the stream of the process's first
+    logger, which is not a test's captured stdout when an earlier test built a runner.
+    """
+    from mmengine.logging import MMLogger
+    stream, logger = io.StringIO(), MMLogger.get_current_instance()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    try:
+        yield stream.getvalue
+    finally:
+        logger.removeHandler(handler)

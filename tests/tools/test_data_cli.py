@@ -6,8 +6,10 @@ import pytest
 from mmengine.config import Config
 
 import convnextv2_yolo  # noqa: F401
-from convnextv2_yolo.datasets.data_overrides import set_image_size, use_data_yaml
+from convnextv2_yolo.datasets.data_overrides import (nested_transforms, set_image_size, set_mix_augmentation,
+                                                     use_data_yaml)
 from tests.helpers.data import LICENSE_PLATES, needs_license_plates
+from tests.helpers.logs import current_log
 from tests.helpers.paths import ROOT
 
 CONFIGS = {
@@ -104,7 +106,7 @@ def test_imgsz_reaches_every_pipeline(name, imgsz):
     pipelines += [h.switch_pipeline for h in cfg.custom_hooks if 'switch_pipeline' in h]
     seen = set()
     for pipeline in pipelines:
-        for t in pipeline:
+        for t in nested_transforms(pipeline):  # the mosaic and affine sit inside YOLOMixUp
             if t['type'] == 'YOLOMosaic':
                 assert tuple(t['img_scale']) == (imgsz, imgsz)
             elif t['type'] == 'YOLORandomAffine' and any(t.get('border', (0, 0))):
@@ -134,6 +136,34 @@ def test_pipelines_build_at_the_new_size():
                         gt_bboxes=HorizontalBoxes(np.array([[10, 10, 150, 100]], np.float32)),
                         gt_bboxes_labels=np.array([0]), gt_ignore_flags=np.array([False])))
     assert out['img'].shape[:2] == (96, 96) and len(out['gt_bboxes']) >= 1
+
+
+def _mix_values(cfg):
+    values = {}
+    for t in nested_transforms(cfg.train_dataloader.dataset.pipeline):
+        if t['type'] == 'YOLOMixUp':
+            values['mixup'] = t['prob']
+        elif t['type'] == 'YOLOCopyPaste':
+            values['copy_paste'] = t['ratio']
+    return values
+
+
+def test_data_yaml_trains_without_mixup_and_copy_paste_as_the_reference(tmp_path):
+    """--data: the reference's default.yaml (mixup 0, copy_paste 0), logged; --mixup/--copy-paste set them
+    afterwards; bad values and configs without the transforms are refused, naming the option."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/yolo11/yolo11_m_8xb16-500e_coco.py'))
+    assert _mix_values(cfg) == dict(mixup=0.15, copy_paste=0.4)
+    with current_log() as log:
+        use_data_yaml(cfg, _yaml(tmp_path))
+    assert _mix_values(cfg) == dict(mixup=0.0, copy_paste=0.0)
+    assert 'mixup 0.15 -> 0.0, copy_paste 0.4 -> 0.0' in log()
+    assert set_mix_augmentation(cfg, mixup=0.1) == ['mixup 0.0 -> 0.1'] and _mix_values(cfg)['mixup'] == 0.1
+    with pytest.raises(ValueError, match='copy_paste must be in'):
+        set_mix_augmentation(cfg, copy_paste=1.5)
+    demo = Config.fromfile(osp.join(ROOT, CONFIGS['demo']))
+    assert set_mix_augmentation(demo, mixup=0.2) == []  # the demo's pipeline has no mixup: nothing to set
+    with pytest.raises(ValueError, match='no YOLOMixUp'):
+        set_mix_augmentation(demo, mixup=0.2, strict=True)
 
 
 def test_cli_options_are_shared_by_train_and_test(monkeypatch):

@@ -216,7 +216,7 @@ def our_config(args: argparse.Namespace, data_yaml: str, seed: int, imgsz: int, 
     a checkpoint (EMA weights) after every epoch, no validation during training, per-iteration logs."""
     from mmengine.config import Config
 
-    from convnextv2_yolo.datasets.data_overrides import apply_data_args
+    from convnextv2_yolo.datasets.data_overrides import apply_data_args, nested_transforms
     cfg = Config.fromfile(args.config)
     apply_data_args(cfg, data_yaml, imgsz)
     cfg.train_cfg.max_epochs = epochs
@@ -228,7 +228,8 @@ def our_config(args: argparse.Namespace, data_yaml: str, seed: int, imgsz: int, 
     loader.batch_size = args.batch
     loader.num_workers = workers
     loader.persistent_workers = workers > 0
-    for t in loader.dataset.get('pipeline', []):  # the reference's buffer: min(n, batch x 8, 1000)
+    # the reference's buffer: min(n, batch x 8, 1000)
+    for t in nested_transforms(loader.dataset.get('pipeline', [])):
         if str(t.get('type', '')).split('.')[-1] == 'YOLOMosaic':
             t['max_cached_images'] = min(args.batch * 8, 1000)
     cfg.randomness = dict(seed=seed)

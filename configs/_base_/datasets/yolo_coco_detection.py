@@ -1,7 +1,8 @@
 # COCO detection with the reference's YOLO augmentation:
-# mosaic(1.0) -> random affine (scale 0.5, translate 0.1) -> HSV (0.015/0.7/0.4)
-# -> horizontal flip 0.5; letterbox 640 with pad value 114; the last
-# `close_mosaic_epochs` epochs train without mosaic (CloseMosaicHook).
+# mosaic(1.0) -> copy-paste (0.0) -> random affine (scale 0.5, translate 0.1), inside
+# mixup (0.0) -> HSV (0.015/0.7/0.4) -> horizontal flip 0.5; letterbox 640 with pad
+# value 114; the last `close_mosaic_epochs` epochs train without mosaic, copy-paste and
+# mixup (CloseMosaicHook), as the reference's close_mosaic.
 _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 
 # CocoDataset + clear errors for missing files, non-COCO JSON and class names
@@ -30,16 +31,31 @@ post_transform = [
 # never fills it). Derived when this file is parsed: a child config that changes
 # train_batch_size_per_gpu should set it again.
 mosaic_max_cached_images = min(train_batch_size_per_gpu * 8, 1000)
+# training images load their instance polygons too (PolygonMasks, only where every
+# instance of the image has one) for CopyPaste; boxes as LoadAnnotations
+train_load = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='YOLOLoadAnnotations', with_bbox=True, with_polygons=True),
+]
+# every image resized to long side 640 into a FIFO buffer; 3 partners drawn from it
+# with replacement (the current image included) onto a 1280x1280 canvas
+mosaic = dict(type='YOLOMosaic', img_scale=img_scale, pad_val=114.0, prob=1.0,
+              max_cached_images=mosaic_max_cached_images)
+# the reference's CopyPaste, 'flip' mode, between mosaic and affine: `ratio` of the mirrored
+# instances that overlap no box by >= 30% are pasted through their polygons (no-op without
+# polygons). 0.0 = the reference's default.yaml copy_paste; the YOLO11 COCO configs set theirs
+copy_paste = dict(type='YOLOCopyPaste', ratio=0.0, mode='flip')
+# the reference's centred affine (1280 -> 640 centre region) + its box filter
+random_affine = dict(type='YOLORandomAffine', max_rotate_degree=0.0, max_shear_degree=0.0,
+                     max_translate_ratio=0.1, scaling_ratio_range=(0.5, 1.5),
+                     border=(-img_scale[0] // 2, -img_scale[1] // 2), border_val=(114, 114, 114))
+# the reference's MixUp: with probability `prob` a random image made by the SAME mosaic,
+# copy-paste and affine (sharing the mosaic buffer) is blended in, r ~ Beta(32, 32).
+# 0.0 = the reference's default.yaml mixup; the YOLO11 COCO configs set theirs
+mixup = dict(type='YOLOMixUp', prob=0.0, pre_transform=train_load)
 train_pipeline = [
-    *pre_transform,
-    # every image resized to long side 640 into a FIFO buffer; 3 partners drawn from it
-    # with replacement (the current image included) onto a 1280x1280 canvas
-    dict(type='YOLOMosaic', img_scale=img_scale, pad_val=114.0, prob=1.0,
-         max_cached_images=mosaic_max_cached_images),
-    # the reference's centred affine (1280 -> 640 centre region) + its box filter
-    dict(type='YOLORandomAffine', max_rotate_degree=0.0, max_shear_degree=0.0,
-         max_translate_ratio=0.1, scaling_ratio_range=(0.5, 1.5),
-         border=(-img_scale[0] // 2, -img_scale[1] // 2), border_val=(114, 114, 114)),
+    *train_load,
+    dict(mixup, transforms=[mosaic, copy_paste, random_affine]),
     *post_transform,
 ]
 # without mosaic (last epochs): letterbox to 640, then the same affine (border 0)/HSV/flip

@@ -38,7 +38,10 @@ model = dict(
         loss_cls=dict(
             type='YOLOBCELoss',
             reduction='sum',
-            loss_weight=0.5),
+            loss_weight=0.5,
+            # the reference's cls_pw (8.4): class weights (1 / count) ** cls_pw from the training labels,
+            # set by YOLOClassWeightsHook; 0.0 = off, its default
+            cls_pw=0.0),
         loss_bbox=dict(type='YOLOCIoULoss', reduction='sum', loss_weight=7.5),
         loss_dfl=dict(
             type='mmdet.DistributionFocalLoss',

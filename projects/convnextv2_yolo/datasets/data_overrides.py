@@ -49,6 +49,9 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
       config has it, and in place of a non-COCO evaluator) with the ground
       truth built in memory from the labels (no annotation file), keeping the
       config's ``CocoMetric`` options (``classwise``, ``outfile_prefix``, ...);
+    - ``YOLOMixUp`` / ``YOLOCopyPaste`` set to the reference's default.yaml
+      (0.0 / 0.0: custom data trains without them; the YOLO11 configs' values
+      are the reference's COCO recipe), logged when that changes a value;
     - with ``auto_optimizer``, a config using the reference's optimizer
       constructor (``YOLOOptimWrapperConstructor``) gets
       ``optimizer=dict(type='auto')``, the reference's default for custom data
@@ -90,7 +93,7 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
             evaluator.update(type='YOLODetMetric' if yolo else 'CheckedCocoMetric',
                              ann_file=None)  # keeps classwise, outfile_prefix, ...
         elif evaluator:
-            cfg[key] = ConfigDict(type='YOLODetMetric', metric='bbox', ann_file=None)
+            cfg[key] = ConfigDict(type='YOLODetMetric', metric='bbox', ann_file=None, match_boxes='unclipped')
     cfg.model.bbox_head.num_classes = len(data.names)
     if 'num_classes' in cfg:  # the config's own variable, so that its dump reads right
         cfg.num_classes = len(data.names)
@@ -101,21 +104,71 @@ def use_data_yaml(cfg: Config, data_yaml: str, auto_optimizer: bool = True) -> C
         if old.get('type') != 'auto':
             print_log(f"--data: optimizer=auto (the reference's default for custom data) replaces {old}; "
                       "set --cfg-options optim_wrapper.optimizer.type=... to keep another", logger='current')
+    changed = set_mix_augmentation(cfg, **MIX_DEFAULTS)
+    if changed:
+        print_log(f"--data: {', '.join(changed)} (the reference's default.yaml, what it trains custom data with; "
+                  'the per-scale values are its COCO recipe); set them with tools/train.py --mixup P --copy-paste R',
+                  logger='current')
     cfg.data_yaml = data.file
     return cfg
+
+
+# the reference's default.yaml: custom data trains without MixUp and CopyPaste
+MIX_DEFAULTS = dict(mixup=0.0, copy_paste=0.0)
+
+
+def set_mix_augmentation(cfg: Config, mixup: Optional[float] = None, copy_paste: Optional[float] = None,
+                         strict: bool = False) -> List[str]:
+    """Set ``YOLOMixUp.prob`` (the reference's ``mixup``) and ``YOLOCopyPaste.ratio`` (``copy_paste``).
+
+    In every pipeline of the config (loaders, pipeline-switch hooks), nested
+    ones included; None leaves a value as it is.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        mixup (float, optional): MixUp probability in [0, 1].
+        copy_paste (float, optional): CopyPaste fraction in [0, 1].
+        strict (bool): Raise when a value is given but no pipeline holds the
+            transform (a user's explicit request). Defaults to False.
+
+    Returns:
+        list[str]: ``'mixup 0.15 -> 0.0'``-style descriptions of what changed.
+
+    Raises:
+        ValueError: a value outside [0, 1]; with ``strict``, no such transform.
+    """
+    changed, found = [], set()
+    for name, kind, key, value in (('mixup', 'YOLOMixUp', 'prob', mixup),
+                                   ('copy_paste', 'YOLOCopyPaste', 'ratio', copy_paste)):
+        if value is None:
+            continue
+        if not 0 <= value <= 1:
+            raise ValueError(f'{name} must be in [0, 1], got {value}')
+        for pipeline in _pipelines(cfg):
+            for t in nested_transforms(pipeline):
+                if str(t.get('type', '')).split('.')[-1] == kind:
+                    found.add(name)
+                    old = t.get(key, 0.0)
+                    if float(old) != float(value):
+                        changed.append(f'{name} {old} -> {value}')
+                    t[key] = float(value)
+        if strict and name not in found:
+            raise ValueError(f'{name}={value}: the config\'s pipelines have no {kind} (see '
+                             'configs/_base_/datasets/yolo_coco_detection.py for the recipe\'s train pipeline)')
+    return changed
 
 
 def _square(value: Any, imgsz: int) -> Any:
     return imgsz if isinstance(value, int) else (imgsz, imgsz)
 
 
-def _nested(pipeline):
+def nested_transforms(pipeline):
     """The transforms of a pipeline and those wrapped in them (``YOLOMixUp``'s ``transforms``)."""
     for t in pipeline:
         yield t
         for key in ('transforms', 'pre_transform'):
             if isinstance(t, dict) and isinstance(t.get(key), (list, tuple)):
-                yield from _nested(t[key])
+                yield from nested_transforms(t[key])
 
 
 def set_image_size(cfg: Config, imgsz: int) -> Config:
@@ -137,7 +190,7 @@ def set_image_size(cfg: Config, imgsz: int) -> Config:
     if not isinstance(imgsz, int) or imgsz <= 0 or imgsz % 32:
         raise ValueError(f'--imgsz must be a positive multiple of 32 (the largest feature stride), got {imgsz!r}')
     for pipeline in _pipelines(cfg):
-        for t in _nested(pipeline):
+        for t in nested_transforms(pipeline):
             kind = str(t.get('type', '')).split('.')[-1]
             if kind in ('YOLOMosaic', 'Mosaic', 'CachedMosaic'):
                 t['img_scale'] = _square(t.get('img_scale'), imgsz)

@@ -24,6 +24,7 @@ label row is read on its own (the reference turns all rows of a file with one
 polygon into polygons, which garbles the box rows); truncated JPEGs are left
 out, not rewritten in place.
 """
+import base64
 import contextlib
 import gc
 import hashlib
@@ -36,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
@@ -48,11 +50,12 @@ from .transforms.yolo_mix import prepare_with_dataset
 # the cache: '<labels folder>' + CACHE_SUFFIX beside the labels (never the reference's 'labels.cache')
 CACHE_SUFFIX = '.convnextv2_yolo.cache'
 CACHE_FORMAT = 'convnextv2_yolo.YOLODataset.index'
-# bump when the scan's rules or the record layout change: older caches are then rebuilt
-# bump when the parsing rules change (yolo_format): older caches are then rebuilt
-CACHE_VERSION = 2
+# bump when the scan's rules (yolo_format) or the record layout change: older caches are then rebuilt
+# (3: the points of polygon rows, 'segments')
+CACHE_VERSION = 3
 # one record per image, a JSON list in this order (see ImageRecord)
-RECORD_FIELDS = ('width', 'height', 'label', 'classes', 'boxes', 'polygons', 'skip_file', 'skip_reason', 'fixes')
+RECORD_FIELDS = ('width', 'height', 'label', 'classes', 'boxes', 'polygons', 'segments', 'skip_file', 'skip_reason',
+                 'fixes')
 LABEL_STATES = ('missing', 'empty', 'boxes', 'unread')
 # images per task of the scan's thread pool
 SCAN_CHUNK = 256
@@ -84,6 +87,12 @@ class ImageRecord:
         boxes (list[float]): 4 numbers per box, normalised ``cx, cy, w, h`` in
             [0, 1] of the displayed (EXIF-oriented) image.
         polygons (int): Boxes that came from polygon rows.
+        segments (list[np.ndarray | None]): Empty when no box came from a
+            polygon row (box-only labels cost nothing), else one entry per box:
+            the polygon's points as a flat float32 array ``x1, y1, x2, y2, ...``
+            (normalised, at least 3 points), None for a box row. In the cache
+            each array is the base64 of its little-endian float32 bytes (exact
+            and compact).
         skip_file (str | None): ``'image'`` or ``'label'``: which file made the
             image unusable (None: usable).
         skip_reason (str | None): Why.
@@ -96,13 +105,25 @@ class ImageRecord:
     classes: List[int] = field(default_factory=list)
     boxes: List[float] = field(default_factory=list)
     polygons: int = 0
+    segments: List[Optional[np.ndarray]] = field(default_factory=list)
     skip_file: Optional[str] = None
     skip_reason: Optional[str] = None
     fixes: List[str] = field(default_factory=list)
 
+    def __eq__(self, other: Any) -> bool:
+        """Field by field, the segments by value (the dataclass' ``==`` cannot compare arrays)."""
+        if not isinstance(other, ImageRecord):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in RECORD_FIELDS if n != 'segments') \
+            and len(self.segments) == len(other.segments) \
+            and all((a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+                    for a, b in zip(self.segments, other.segments))
+
     def to_json(self) -> list:
         """The record as a JSON list in ``RECORD_FIELDS`` order."""
-        return [getattr(self, name) for name in RECORD_FIELDS]
+        row = [getattr(self, name) for name in RECORD_FIELDS]
+        row[RECORD_FIELDS.index('segments')] = [None if s is None else _encode_points(s) for s in self.segments]
+        return row
 
     @classmethod
     def from_json(cls, row: Any, num_classes: int) -> 'ImageRecord':
@@ -131,6 +152,10 @@ class ImageRecord:
             raise ValueError('a box coordinate outside [0, 1]')
         if not _is_int(rec.polygons) or not 0 <= rec.polygons <= len(rec.classes):
             raise ValueError('bad polygon count')
+        if not isinstance(rec.segments, list) or len(rec.segments) != (len(rec.classes) if rec.polygons else 0) \
+                or sum(s is not None for s in rec.segments) != rec.polygons:
+            raise ValueError('segments do not match the boxes and the polygon count')
+        rec.segments = [None if s is None else _decode_points(s) for s in rec.segments]
         if not isinstance(rec.fixes, list) or not all(isinstance(f, str) for f in rec.fixes) \
                 or not (rec.skip_reason is None or isinstance(rec.skip_reason, str)):
             raise ValueError('bad messages')
@@ -151,6 +176,32 @@ def _gc_paused():
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _encode_points(points: np.ndarray) -> str:
+    """A polygon's flat float32 points as the base64 of their little-endian bytes (for the JSON cache)."""
+    return base64.b64encode(np.ascontiguousarray(points, dtype='<f4').tobytes()).decode('ascii')
+
+
+def _decode_points(text: Any) -> np.ndarray:
+    """:func:`_encode_points` undone, checked: >= 3 points, finite, in [0, 1].
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not isinstance(text, str):
+        raise ValueError('a polygon is not a string')
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error, or not ASCII
+        raise ValueError('a polygon is not base64') from None
+    if len(raw) % 8 or len(raw) < 24:
+        raise ValueError('a polygon of fewer than 3 points or an odd number of values')
+    points = np.frombuffer(raw, dtype='<f4')
+    low, high = points.min(), points.max()  # NaN propagates and fails both tests
+    if not (low >= 0 and high <= 1):
+        raise ValueError('a polygon point outside [0, 1] or not finite')
+    return points.astype(np.float32)  # native, writable, owns its memory
 
 
 def scan_image(img_path: str, label_path: str, num_classes: int) -> ImageRecord:
@@ -195,6 +246,7 @@ def scan_image(img_path: str, label_path: str, num_classes: int) -> ImageRecord:
     rec.classes = [int(c) for c in rows.classes]
     rec.boxes = [float(v) for v in rows.boxes.reshape(-1)]
     rec.polygons = int(rows.num_polygons)
+    rec.segments = list(rows.segments) if rec.polygons else []
     rec.label = 'boxes' if rec.classes else 'empty'
     return rec
 
@@ -454,7 +506,8 @@ class YOLODataset(BaseDetDataset):
     Label files are found by the reference's rule
     (:func:`.yolo_format.img2label_path`: the last ``/images/`` becomes
     ``/labels/``, extension ``.txt``). Rows are ``class cx cy w h`` or
-    ``class x1 y1 ... xn yn`` (a polygon: its bounding box), normalised.
+    ``class x1 y1 ... xn yn`` (a polygon: its bounding box; its points are
+    kept as the instance's ``mask``), normalised.
 
     Classes: without ``metainfo.classes`` in the config, the yaml's ``names``
     become ``metainfo['classes']``. With them, each must be a name of the yaml
@@ -472,18 +525,21 @@ class YOLODataset(BaseDetDataset):
     backgrounds, boxes, skipped, fixed). ``strict=True`` raises one
     ``YOLODatasetError`` listing every such file instead of training on.
 
-    Cache: the scan (sizes, boxes, problems) is kept per image source in
-    ``<labels folder>.convnextv2_yolo.cache`` (JSON, written atomically),
-    keyed by every image's and label file's path, size and mtime; a stale,
-    foreign or corrupt cache is rebuilt; the problems of a cached scan are
-    logged again at every start.
+    Cache: the scan (sizes, boxes, polygon points, problems) is kept per
+    image source in ``<labels folder>.convnextv2_yolo.cache`` (JSON, written
+    atomically), keyed by every image's and label file's path, size and
+    mtime; a stale, foreign or corrupt cache is rebuilt; the problems of a
+    cached scan are logged again at every start.
 
     ``data_info`` per image: ``img_path``, ``img_id`` (int: index in the
     split's sorted image list, skipped images included, so ids are unique and
     stable), ``height``, ``width`` (px, EXIF orientation applied),
     ``label_path``, ``instances`` (``bbox`` = [x1, y1, x2, y2] float px in
-    the displayed image, ``bbox_label``, ``ignore_flag`` = 0) and
-    ``seg_map_path`` = None.
+    the displayed image, ``bbox_label``, ``ignore_flag`` = 0, and for a
+    polygon row ``mask`` = ``[[x1, y1, x2, y2, ...]]``, its points in px as
+    ``CocoDataset`` gives a COCO polygon ``segmentation``; a box row has no
+    ``mask``) and ``seg_map_path`` = None. ``YOLOLoadAnnotations`` turns the
+    masks into ``gt_masks`` (images whose rows are all polygons).
 
     Args:
         data_yaml (str, optional): The reference's ``data.yaml``. Defaults to None.
@@ -643,14 +699,19 @@ class YOLODataset(BaseDetDataset):
     def _data_info(self, img_id: int, img: str, lab: str, rec: ImageRecord) -> dict:
         """mmdet's ``data_info`` of a usable image: boxes to px, classes to config positions."""
         w, h = rec.width, rec.height
+        scale = np.array([w, h], dtype=np.float64)
         instances = []
         for k, cls in enumerate(rec.classes):
             label = self.label_map[cls]
             if label < 0:
                 continue
             cx, cy, bw, bh = rec.boxes[4 * k:4 * k + 4]
-            instances.append(dict(bbox=[(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h],
-                                  bbox_label=label, ignore_flag=0))
+            instance = dict(bbox=[(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h],
+                            bbox_label=label, ignore_flag=0)
+            points = rec.segments[k] if rec.segments else None
+            if points is not None:  # as CocoDataset's instance['mask'] of a polygon: [[x1, y1, x2, y2, ...]] px
+                instance['mask'] = [(points.reshape(-1, 2) * scale).ravel().tolist()]
+            instances.append(instance)
         return dict(img_path=img, img_id=img_id, height=h, width=w, label_path=lab, instances=instances,
                     seg_map_path=None)
 

@@ -10,8 +10,9 @@ Facts followed (``ultralytics/data/utils.py``: ``check_det_dataset``, ``img2labe
 - the label of ``.../images/.../a.jpg`` is ``.../labels/.../a.txt`` (the last ``/images/`` becomes
   ``/labels/``, the extension ``.txt``);
 - a label row is ``class cx cy w h`` (normalised to [0, 1]) or ``class x1 y1 x2 y2 ...``
-  (a polygon of a segmentation label, normalised), whose bounding box is the box; a missing or
-  empty label file means an image without objects.
+  (a polygon of a segmentation label, normalised), whose bounding box is the box (its points are
+  kept too, as float32 as the reference's ``segments``); a missing or empty label file means an
+  image without objects.
 """
 import os
 import os.path as osp
@@ -245,12 +246,16 @@ class LabelRows:
         warnings (list[str]): Fixed problems (clipped coordinates, duplicate rows
             dropped, polygons turned into boxes is not a warning).
         num_polygons (int): Rows that were polygons.
+        segments (list[np.ndarray | None]): Per box, the points of its polygon
+            row as a flat float32 array ``x1, y1, x2, y2, ...`` (normalised,
+            clipped to [0, 1] as its box), None for a box row.
     """
     classes: np.ndarray
     boxes: np.ndarray
     errors: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
     num_polygons: int = 0
+    segments: List[Optional[np.ndarray]] = field(default_factory=list)
 
 
 def _corners_of_row(values: List[float]) -> Tuple[Optional[np.ndarray], bool]:
@@ -280,11 +285,13 @@ def parse_label_text(text: str, num_classes: int) -> LabelRows:
         num_classes (int): Number of classes of the dataset.
 
     Returns:
-        LabelRows: Classes, boxes, and the problems found (errors make the
-        file unusable, the caller decides whether to skip it or stop).
+        LabelRows: Classes, boxes, the points of polygon rows (clipped as
+        their box) and the problems found (errors make the file unusable, the
+        caller decides whether to skip it or stop).
     """
     classes: List[int] = []
     boxes: List[np.ndarray] = []
+    segments: List[Optional[np.ndarray]] = []
     errors: List[str] = []
     warnings: List[str] = []
     num_polygons = 0
@@ -334,13 +341,18 @@ def parse_label_text(text: str, num_classes: int) -> LabelRows:
             warnings.append(f'row {row}: box reaches {past_edge:.2g} past the image edge, clipped to the image')
         if past_edge > 0:
             corners = np.clip(corners, 0, 1)
+        if is_polygon:  # its box is the bounding box of these points (clipped alike)
+            points = np.asarray(values, dtype=np.float64)
+            segments.append((np.clip(points, 0, 1) if past_edge > 0 else points).astype(np.float32))
+        else:
+            segments.append(None)
         num_polygons += is_polygon
         classes.append(int(cls))
         boxes.append(np.array([(corners[0] + corners[2]) / 2, (corners[1] + corners[3]) / 2,
                                corners[2] - corners[0], corners[3] - corners[1]]))
     return LabelRows(classes=np.asarray(classes, dtype=np.int64),
                      boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-                     errors=errors, warnings=warnings, num_polygons=num_polygons)
+                     errors=errors, warnings=warnings, num_polygons=num_polygons, segments=segments)
 
 
 def _is_float(text: str) -> bool:

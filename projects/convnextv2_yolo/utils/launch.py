@@ -158,7 +158,7 @@ def add_vis_backends(cfg: Config, names) -> Config:
 
 
 def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
-    """Apply mmdet's train CLI semantics (--amp, --auto-scale-lr, --resume) and --vis-backend."""
+    """Apply mmdet's train CLI semantics (--amp, --auto-scale-lr, --resume), --vis-backend, --mixup, --copy-paste."""
     cfg = _common(cfg, args)
     if getattr(args, 'amp', False):
         import torch
@@ -181,6 +181,13 @@ def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
         cfg.resume, cfg.load_from = True, resume
     add_vis_backends(cfg, getattr(args, 'vis_backend', None))
     apply_plots_arg(cfg, getattr(args, 'no_plots', False), add_missing=False)
+    mixup, copy_paste = getattr(args, 'mixup', None), getattr(args, 'copy_paste', None)
+    if mixup is not None or copy_paste is not None:  # after --data, which resets both to the reference's 0
+        from ..datasets.data_overrides import set_mix_augmentation
+        try:
+            set_mix_augmentation(cfg, mixup, copy_paste, strict=True)
+        except ValueError as e:
+            raise SystemExit(f'{cfg.filename}: {e}') from None
     return cfg
 
 

@@ -6,6 +6,9 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import autocast_box_type
+from mmdet.structures.mask import BitmapMasks, PolygonMasks
+
+from .polygons import scale_shift_polygons
 
 
 @TRANSFORMS.register_module()
@@ -28,7 +31,9 @@ class LetterResize(BaseTransform):
     (w, h) (multiplied into an existing one), ``pad_param`` float32
     [top, bottom, left, right] (an existing one is scaled per axis, top/bottom
     by the y factor and left/right by the x factor, and added),
-    ``keep_ratio``. Only boxes are transformed (no masks / seg maps).
+    ``keep_ratio``. ``gt_masks`` follow the boxes: polygons (``PolygonMasks``)
+    scaled per axis and shifted with the boxes' float32 operations, bitmaps
+    resized (nearest) and padded; segmentation maps are not transformed.
 
     Args:
         scale (int | tuple[int, int]): Canvas (width, height); an int means
@@ -103,6 +108,11 @@ class LetterResize(BaseTransform):
         if results.get('gt_bboxes') is not None:
             results['gt_bboxes'].rescale_((scale_w, scale_h))
             results['gt_bboxes'].translate_((left, top))
+        masks = results.get('gt_masks')
+        if isinstance(masks, PolygonMasks):
+            results['gt_masks'] = scale_shift_polygons(masks, (scale_w, scale_h), (left, top), img.shape[:2])
+        elif isinstance(masks, BitmapMasks):
+            results['gt_masks'] = masks.resize((new_h, new_w)).expand(img.shape[0], img.shape[1], top, left)
         return results
 
     def __repr__(self) -> str:

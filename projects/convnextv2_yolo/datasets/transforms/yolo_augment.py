@@ -74,9 +74,19 @@ class YOLORandomAffine(RandomAffine):
     centre, so with the mosaic's 2s canvas it shows the canvas's top-left
     region rather than its centre; and it only drops boxes outside the image.
 
+    Instance masks (``gt_masks``: the polygons that ``YOLOMosaic`` carries for
+    ``YOLOCopyPaste``) are removed: nothing after the affine needs them. The
+    boxes are warped as above whether or not polygons are present (same random
+    draws, same boxes). The reference instead warps the segments (resampled to
+    1000 points, ``RandomPerspective.apply_segments``) and takes the boxes from
+    the warped, clipped segments: with the recipe's zero rotation and shear the
+    two differ only for objects cut by the output border (the reference's box
+    is that of the visible part of the polygon, ours the clipped warped box)
+    and by the reference's resampling.
+
     Required keys: ``img``; optional ``gt_bboxes``, ``gt_bboxes_labels``,
-    ``gt_ignore_flags``. Modified keys: ``img``, ``img_shape``, the gt keys.
-    Boxes only (``NotImplementedError`` with masks).
+    ``gt_ignore_flags``, ``gt_masks``. Modified keys: ``img``, ``img_shape``,
+    the gt keys. Removed keys: ``gt_masks``.
 
     Args:
         min_bbox_size (float): Min width and height after the warp. Defaults to 2.
@@ -114,8 +124,7 @@ class YOLORandomAffine(RandomAffine):
 
     @autocast_box_type()
     def transform(self, results: dict) -> dict:
-        if results.get('gt_masks') is not None:
-            raise NotImplementedError('YOLORandomAffine supports boxes only, but the results hold gt_masks')
+        results.pop('gt_masks', None)  # polygons (for YOLOCopyPaste) are not needed after the affine
         img = results['img']
         in_h, in_w = img.shape[:2]
         out_w, out_h = in_w + 2 * int(self.border[0]), in_h + 2 * int(self.border[1])

@@ -10,6 +10,9 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes, autocast_box_type
+from mmdet.structures.mask import PolygonMasks
+
+from .polygons import clip_points, pack_polygons, scale_shift_points, unpack_polygons
 
 
 def fit_size(w: int, h: int, dst_w: int, dst_h: int) -> Tuple[int, int]:
@@ -53,12 +56,27 @@ class YOLOMosaic(BaseTransform):
     size, so the following 2x-canvas affine drops all its boxes) until its cache
     holds 5 images, and draws only from other cached samples.
 
+    Instance polygons (``gt_masks`` as ``PolygonMasks`` in pixels, one per box,
+    as ``YOLOCopyPaste`` needs) follow their boxes as the reference's segments
+    do: scaled by the resize factors and shifted by the tile's offset with the
+    boxes' float32 operations (the buffer holds each entry's resized polygons
+    as one float32 vertex array), clipped point-wise to the canvas (x to
+    [0, 2w], y to [0, 2h], ``Instances.clip``; only with ``bbox_clip_border``,
+    as the boxes) and filtered with the boxes' keep mask, so polygon i stays
+    the polygon of box i. The output holds ``gt_masks`` only when every image
+    of the mosaic (the current one and its 3 partners; the current one when
+    centred) had them (an image without instances has an empty
+    ``PolygonMasks``); otherwise the key is removed. No random number depends
+    on them: with or without polygons the images and boxes are the same.
+
     Required keys: ``img``; optional ``gt_bboxes`` (``HorizontalBoxes`` or
-    np.ndarray), ``gt_bboxes_labels``, ``gt_ignore_flags``.
+    np.ndarray), ``gt_bboxes_labels``, ``gt_ignore_flags``, ``gt_masks``
+    (``PolygonMasks``).
     Modified keys: ``img`` (2h x 2w [x C], the input's dtype and channels),
     ``img_shape``, ``gt_bboxes`` (float32), ``gt_bboxes_labels`` (int64),
-    ``gt_ignore_flags`` (bool). Masks and segmentation maps are not supported
-    (``ValueError``).
+    ``gt_ignore_flags`` (bool), ``gt_masks`` (``PolygonMasks`` of the canvas,
+    float32 vertices, or removed). Bitmap masks and segmentation maps are not
+    supported (``ValueError``).
 
     Args:
         img_scale (int | tuple[int, int]): Size s (w, h) of one image; the
@@ -124,7 +142,14 @@ class YOLOMosaic(BaseTransform):
         if len(labels) != n or len(flags) != n:
             raise ValueError(f'YOLOMosaic: {n} gt_bboxes but {len(labels)} gt_bboxes_labels and '
                              f'{len(flags)} gt_ignore_flags ({results.get("img_path")})')
-        return dict(img=resized, boxes=boxes, labels=labels, flags=flags,
+        polys = None
+        masks = results.get('gt_masks')
+        if masks is not None:
+            if len(masks) != n:
+                raise ValueError(f'YOLOMosaic: {n} gt_bboxes but {len(masks)} gt_masks ({results.get("img_path")})')
+            points, counts = pack_polygons(masks)
+            polys = (scale_shift_points(points, (new_w / w, new_h / h)), counts)
+        return dict(img=resized, boxes=boxes, labels=labels, flags=flags, polys=polys,
                     img_id=results.get('img_id'), img_path=results.get('img_path'))
 
     # ---- placement ------------------------------------------------------------------------------
@@ -166,7 +191,8 @@ class YOLOMosaic(BaseTransform):
         w, h = self.img_scale
         xc = int(random.uniform(*self.center_ratio_range) * w)
         yc = int(random.uniform(*self.center_ratio_range) * h)
-        boxes = []
+        with_polys = all(e['polys'] is not None for e in entries)
+        boxes, points, counts = [], [], []
         for i, entry in enumerate(entries):
             img = self._fit_channels(entry['img'], canvas)
             ih, iw = img.shape[:2]
@@ -174,17 +200,27 @@ class YOLOMosaic(BaseTransform):
             if x2a > x1a and y2a > y1a:
                 canvas[y1a:y2a, x1a:x2a] = img[y1b:y2b, x1b:x2b]
             boxes.append(entry['boxes'] + entry['boxes'].new_tensor([x1a - x1b, y1a - y1b]).repeat(2))
+            if with_polys:
+                points.append(scale_shift_points(entry['polys'][0], offset=(x1a - x1b, y1a - y1b)))
+                counts += entry['polys'][1]
         boxes = torch.cat(boxes)
         labels = np.concatenate([e['labels'] for e in entries])
         flags = np.concatenate([e['flags'] for e in entries])
+        points = np.concatenate(points) if with_polys else None
         if self.bbox_clip_border:
             boxes[:, 0::2] = boxes[:, 0::2].clamp(0, canvas.shape[1])
             boxes[:, 1::2] = boxes[:, 1::2].clamp(0, canvas.shape[0])
             keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            if with_polys:
+                clip_points(points, canvas.shape[1], canvas.shape[0])
         else:
             keep = HorizontalBoxes(boxes).is_inside(canvas.shape[:2])
         keep = keep.numpy()
-        return canvas, boxes[keep], labels[keep], flags[keep]
+        masks = None
+        if with_polys:
+            polys = unpack_polygons(points, counts)
+            masks = PolygonMasks([polys[i] for i in np.flatnonzero(keep)], *canvas.shape[:2])
+        return canvas, boxes[keep], labels[keep], flags[keep], masks
 
     def _centred(self, entry: dict):
         """No mosaic: the resized image centred on the canvas (letterbox padding split)."""
@@ -195,29 +231,41 @@ class YOLOMosaic(BaseTransform):
         x0, y0 = w // 2 + left, h // 2 + top
         canvas[y0:y0 + ih, x0:x0 + iw] = entry['img']
         boxes = entry['boxes'] + entry['boxes'].new_tensor([x0, y0]).repeat(2)
-        return canvas, boxes, entry['labels'].copy(), entry['flags'].copy()
+        masks = None
+        if entry['polys'] is not None:
+            points, counts = entry['polys']
+            masks = PolygonMasks(unpack_polygons(scale_shift_points(points, offset=(x0, y0)), counts),
+                                 *canvas.shape[:2])
+        return canvas, boxes, entry['labels'].copy(), entry['flags'].copy(), masks
 
     # ---- transform ------------------------------------------------------------------------------
     @autocast_box_type()
     def transform(self, results: dict) -> Optional[dict]:
         if results.get('img') is None:
             raise KeyError("YOLOMosaic: results lack 'img' (load the image first)")
-        for key in ('gt_masks', 'gt_seg_map'):
-            if results.get(key) is not None:
-                raise ValueError(f'YOLOMosaic supports boxes only, but the results hold {key!r}: '
-                                 'load annotations with with_mask=False / with_seg=False')
+        if results.get('gt_seg_map') is not None:
+            raise ValueError("YOLOMosaic supports boxes and polygons only, but the results hold 'gt_seg_map': "
+                             'load annotations with with_seg=False')
+        masks = results.get('gt_masks')
+        if masks is not None and not isinstance(masks, PolygonMasks):
+            raise ValueError(f'YOLOMosaic supports polygon gt_masks only (PolygonMasks), got '
+                             f'{type(masks).__name__}: load annotations with poly2mask=False or with_mask=False')
         entry = self._resized_entry(results)
         self.buffer.append(entry)
         if random.uniform(0, 1) > self.prob:
-            img, boxes, labels, flags = self._centred(entry)
+            img, boxes, labels, flags, masks = self._centred(entry)
         else:
             partners = random.choices(self.buffer, k=3)
-            img, boxes, labels, flags = self._mosaic([entry] + partners)
+            img, boxes, labels, flags, masks = self._mosaic([entry] + partners)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['gt_bboxes'] = HorizontalBoxes(boxes)
         results['gt_bboxes_labels'] = labels
         results['gt_ignore_flags'] = flags
+        if masks is None:
+            results.pop('gt_masks', None)  # an image of the mosaic without polygons: none
+        else:
+            results['gt_masks'] = masks
         return results
 
     def __repr__(self) -> str:

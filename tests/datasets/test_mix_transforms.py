@@ -164,3 +164,7 @@ def test_bce_class_weights_dense_and_sparse():
     torch.testing.assert_close(off(pred, target), torch.nn.functional.binary_cross_entropy_with_logits(
         pred, target, reduction='sum'))
     assert 'class_weight' not in loss.state_dict()
+    # not a buffer either: set after EMA hooks copied the model, a new buffer would shift the EMA's pairing
+    assert 'class_weight' not in dict(loss.named_buffers())
+    with pytest.raises(ValueError, match='cls_pw must be a number'):
+        YOLOBCELoss(cls_pw='abc')

@@ -2,9 +2,7 @@
 YOLOLoadAnnotations sets ``gt_masks`` (PolygonMasks) only for images whose instances all have a polygon, from
 YOLODataset and from CheckedCocoDataset (COCO polygons, multi-part, none, crowd RLE)."""
 import base64
-import gc
 import json
-import logging
 import os
 import os.path as osp
 
@@ -20,6 +18,7 @@ from convnextv2_yolo.datasets.transforms import YOLOLoadAnnotations
 from convnextv2_yolo.datasets.transforms.yolo_loading import polygon_parts
 from convnextv2_yolo.datasets.yolo_dataset import CACHE_SUFFIX
 
+pytestmark = pytest.mark.usefixtures('mmdet_scope', 'frozen_gc')  # tests/datasets/conftest.py
 NAMES = ['cat', 'dog', 'bird']
 W, H = 64, 48
 # dyadic coordinates: a polygon's box and the same box written as a box row are the same floats
@@ -44,27 +43,6 @@ LABELS = {
 
 
 # ----------------------------------------------------------------------------- helpers
-@pytest.fixture(autouse=True)
-def _scope():
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmdet')
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _frozen_gc():
-    """mmengine's dataset serialisation runs gc.collect() (0.2 s over torch + mmdet's objects): freeze those."""
-    gc.freeze()
-    yield
-    gc.unfreeze()
-
-
-@pytest.fixture
-def logs(monkeypatch):
-    records = []
-    monkeypatch.setattr(yd, 'print_log', lambda msg, logger=None, level=logging.INFO: records.append((level, msg)))
-    return records
-
-
 @pytest.fixture
 def count_scans(monkeypatch):
     calls = []

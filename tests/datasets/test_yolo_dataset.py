@@ -1,6 +1,5 @@
 """YOLODataset: the reference's (Ultralytics) layout as it is: yaml variants, label rules, bad input,
 strict mode, the index cache, class names, EXIF sizes, the license_plates dataset, loaders, metric, hooks."""
-import gc
 import json
 import logging
 import os
@@ -19,32 +18,11 @@ from convnextv2_yolo.datasets.yolo_dataset import CACHE_SUFFIX, YOLODataset, YOL
 from convnextv2_yolo.datasets.yolo_format import DataYamlError
 from tests.helpers.data import LICENSE_PLATES
 
+pytestmark = pytest.mark.usefixtures('mmdet_scope', 'frozen_gc')  # tests/datasets/conftest.py
 NAMES = ['cat', 'dog', 'bird']
 
 
 # ----------------------------------------------------------------------------- helpers
-@pytest.fixture(autouse=True)
-def _scope():
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmdet')
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _frozen_gc():
-    """mmengine's dataset serialisation runs gc.collect() (0.2 s over torch + mmdet's objects): freeze those."""
-    gc.freeze()
-    yield
-    gc.unfreeze()
-
-
-@pytest.fixture
-def logs(monkeypatch):
-    """Every print_log of yolo_dataset as (level, message)."""
-    records = []
-    monkeypatch.setattr(yd, 'print_log', lambda msg, logger=None, level=logging.INFO: records.append((level, msg)))
-    return records
-
-
 def warnings_of(logs):
     return [m for lvl, m in logs if lvl == logging.WARNING]
 

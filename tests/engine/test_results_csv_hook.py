@@ -102,6 +102,30 @@ def test_e2e_head_logs_the_one_to_one_items_per_image(tmp_path):
     assert float(row['lr/pg0']) == 0.01
 
 
+@pytest.mark.parametrize('metrics,expected', [
+    (dict(coco_bbox_mAP=0.3, coco_bbox_mAP_50=0.5), ('', '', '0.5', '0.3')),  # CocoMetric only: COCO's mAP
+    (dict(coco_bbox_mAP=0.3, coco_bbox_mAP_50=0.5, yolo_precision=0.7, yolo_recall=0.6, yolo_mAP50=0.52,
+          yolo_mAP50_95=0.31), ('0.7', '0.6', '0.52', '0.31')),  # YOLODetMetric: the reference's numbers
+])
+def test_metric_columns_prefer_the_references_validator_numbers(tmp_path, metrics, expected):
+    metrics = {k.replace('coco_', 'coco/').replace('yolo_', 'yolo/').replace('50_95', '50-95'): v
+               for k, v in metrics.items()}
+    hook = ResultsCSVHook()
+    runner = _stub_runner(tmp_path, [dict(lr=0.01, weight_decay=0.0)])
+    runner.val_loop = object()  # validated after every epoch
+    runner.train_loop = SimpleNamespace(val_interval=1, val_begin=1, max_epochs=1)
+    hook.before_train_epoch(runner)
+    hook.after_train_iter(runner, 0, dict(inputs=[None]), dict(loss_bbox=torch.tensor(1.0),
+                                                               loss_cls=torch.tensor(1.0)))
+    hook.after_train_epoch(runner)
+    assert not (tmp_path / 'results.csv').exists()  # waits for the validation
+    hook.after_val_epoch(runner, metrics)
+    with open(tmp_path / 'results.csv') as f:
+        row = list(csv.DictReader(f))[0]
+    cols = ('metrics/precision(B)', 'metrics/recall(B)', 'metrics/mAP50(B)', 'metrics/mAP50-95(B)')
+    assert tuple(row[c] for c in cols) == expected
+
+
 def test_read_drops_an_incomplete_last_line(tmp_path):
     path = tmp_path / 'results.csv'
     path.write_text('epoch,time,x\n1,0.5,2\n2,1.0,3\n3,1.5')
@@ -170,9 +194,8 @@ def test_rows_hold_the_epoch_means_per_image(two_epochs):
     assert all(rows[0][c] == '' for c in YOLO11_HEADER[5:12])  # epoch 1: not validated
     val = [s for s in logged if 'coco/bbox_mAP' in s]
     assert len(val) == 1
-    assert float(rows[1]['metrics/mAP50-95(B)']) == pytest.approx(val[0]['coco/bbox_mAP'], abs=1e-6)
-    assert float(rows[1]['metrics/mAP50(B)']) == pytest.approx(val[0]['coco/bbox_mAP_50'], abs=1e-6)
-    for column, key in (('precision', 'yolo/precision'), ('recall', 'yolo/recall')):  # YOLODetMetric's
+    for column, key in (('precision', 'yolo/precision'), ('recall', 'yolo/recall'), ('mAP50', 'yolo/mAP50'),
+                        ('mAP50-95', 'yolo/mAP50-95')):  # YOLODetMetric's: the reference validator's numbers
         assert float(rows[1][f'metrics/{column}(B)']) == pytest.approx(val[0][key], abs=1e-6)
     assert rows[1]['val/box_loss'] == ''  # mmdet's validation computes no losses
 

@@ -157,7 +157,9 @@ def test_data_yaml_trains_without_mixup_and_copy_paste_as_the_reference(tmp_path
         use_data_yaml(cfg, _yaml(tmp_path))
     assert _mix_values(cfg) == dict(mixup=0.0, copy_paste=0.0)
     assert 'mixup 0.15 -> 0.0, copy_paste 0.4 -> 0.0' in log()
+    assert (cfg.mixup.prob, cfg.copy_paste.ratio) == (0.0, 0.0)  # the config's own variables follow (its dump)
     assert set_mix_augmentation(cfg, mixup=0.1) == ['mixup 0.0 -> 0.1'] and _mix_values(cfg)['mixup'] == 0.1
+    assert cfg.mixup.prob == 0.1
     with pytest.raises(ValueError, match='copy_paste must be in'):
         set_mix_augmentation(cfg, copy_paste=1.5)
     demo = Config.fromfile(osp.join(ROOT, CONFIGS['demo']))

@@ -3,6 +3,7 @@ recipe's train pipeline, tools/train.py --data --mixup --copy-paste and cls_pw."
 import glob
 import os.path as osp
 import random
+import re
 from argparse import Namespace
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from mmengine.config import Config
 
 import convnextv2_yolo  # noqa: F401
+from tests.helpers.logs import current_log
 from tests.helpers.paths import ROOT
 from tests.helpers.processes import PY, run_tool
 from tests.helpers.tiny import make_tiny_data, tiny_cfg
@@ -79,6 +81,13 @@ def test_copy_paste_and_mixup_in_the_recipe_pipeline_on_polygon_labels(polygon_d
     assert sum(mixed) > sum(plain), (plain, mixed)
 
 
+def test_copy_paste_on_boxes_only_is_reported(tmp_path):
+    data = make_tiny_data(str(tmp_path / 'boxes'), num_train=4, num_val=1)
+    with current_log() as log:
+        _train_set(data, 0.0, 0.5)
+    assert 'copy_paste=0.5, but none of 4 images checked has a polygon for every instance' in log()
+
+
 def test_train_py_with_mixup_copy_paste_and_class_weights(polygon_data, tmp_path):
     """tools/train.py --data --mixup 0.5 --copy-paste 0.5 with cls_pw 0.5: --data's reset is logged, then the
     options apply; the class weights are computed from the labels and logged; training completes."""
@@ -95,7 +104,10 @@ def test_train_py_with_mixup_copy_paste_and_class_weights(polygon_data, tmp_path
                     '--work-dir', work, '--mixup', '0.5', '--copy-paste', '0.5'])
     log = res.stdout + res.stderr
     assert '--data: mixup 0.15 -> 0.0, copy_paste 0.4 -> 0.0' in log
-    assert 'Class weights (cls_pw=0.5): [' in log
+    assert '--mixup/--copy-paste: mixup 0.5, copy_paste 0.5 (mixup 0.0 -> 0.5, copy_paste 0.0 -> 0.5)' in log
+    assert 'copy_paste=0.5: 8 of 8 images checked have a polygon for every instance' in log
+    names = '|'.join(polygon_data.metainfo['classes'])
+    assert re.search(rf'Class weights \(cls_pw=0.5\): ({names}): \d\.\d{{3}} \(\d+ labels\)', log), log[-3000:]
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
     bad = run_tool([PY, 'tools/train.py', path, '--mixup', '1.5'], check=False)
     assert bad.returncode != 0 and 'mixup must be in [0, 1], got 1.5' in bad.stderr

@@ -56,7 +56,9 @@ def test_our_side_alone_without_the_reference(data, tmp_path):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(our_dir, 'parity_config.py'))
     assert [h.close_epochs for h in cfg.custom_hooks if h.type == 'CloseMosaicHook'] == [1]
-    mosaic = [t.max_cached_images for t in cfg.train_dataloader.dataset.pipeline if t.type == 'YOLOMosaic']
+    from convnextv2_yolo.datasets.data_overrides import nested_transforms
+    mosaic = [t.max_cached_images for t in nested_transforms(cfg.train_dataloader.dataset.pipeline)
+              if t.type == 'YOLOMosaic']  # inside YOLOMixUp
     assert mosaic == [24]  # batch 3 x 8
     assert cfg.default_hooks.checkpoint.interval == 1 and cfg.load_from is None
     assert cfg.train_dataloader.num_workers == 0 and cfg.randomness.seed == 0

@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 from ..utils.class_names import as_class_names
 from .coco_api import CheckedCOCO
 from .image_size import describe_size_mismatch, read_image_size
-from .transforms.yolo_mix import prepare_with_dataset
+from .transforms.yolo_mix import prepare_with_dataset, report_copy_paste_inputs
 
 
 @DATASETS.register_module()
@@ -116,6 +116,13 @@ class CheckedCocoDataset(CocoDataset):
                       f'match their recorded size and {unreadable} are missing or unreadable (see the warnings '
                       'above)', logger='current', level=logging.WARNING)
         return mismatched + unreadable
+
+    def full_init(self) -> None:
+        """As the base class, then a line on the images CopyPaste can use (:func:`report_copy_paste_inputs`)."""
+        if self._fully_initialized:
+            return
+        super().full_init()
+        report_copy_paste_inputs(self)
 
     def prepare_data(self, idx: int) -> Any:
         # results['dataset'] for a pipeline with YOLOMixUp (its partner image)

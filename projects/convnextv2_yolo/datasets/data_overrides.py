@@ -155,6 +155,9 @@ def set_mix_augmentation(cfg: Config, mixup: Optional[float] = None, copy_paste:
         if strict and name not in found:
             raise ValueError(f'{name}={value}: the config\'s pipelines have no {kind} (see '
                              'configs/_base_/datasets/yolo_coco_detection.py for the recipe\'s train pipeline)')
+        own = cfg.get(name)  # the config's own variable (the recipe's `mixup` / `copy_paste`), so its dump reads right
+        if name in found and isinstance(own, dict) and str(own.get('type', '')).split('.')[-1] == kind:
+            own[key] = float(value)
     return changed
 
 

@@ -78,13 +78,15 @@ class YOLOBCELoss(nn.Module):
             raise ValueError('YOLOBCELoss: only the sigmoid form exists (use_sigmoid=True)')
         if reduction not in ('none', 'mean', 'sum'):
             raise ValueError(f"YOLOBCELoss: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-        if not 0 <= cls_pw <= 1:
-            raise ValueError(f'YOLOBCELoss: cls_pw must be in [0, 1], got {cls_pw}')
+        if isinstance(cls_pw, bool) or not isinstance(cls_pw, (int, float)) or not 0 <= cls_pw <= 1:
+            raise ValueError(f'YOLOBCELoss: cls_pw must be a number in [0, 1], got {cls_pw!r}')
         self.reduction = reduction
         self.loss_weight = loss_weight
         self.cls_pw = float(cls_pw)
-        # not in the state dict: recomputed from the labels before each training (as the reference)
-        self.register_buffer('class_weight', None, persistent=False)
+        # a plain attribute, not a buffer: recomputed from the labels before each training (as the reference),
+        # so not in the state dict; and set after EMA hooks copied the model, so a buffer would shift the
+        # pairing of the EMA's buffers (mmengine pairs them by position)
+        self.class_weight: Optional[Tensor] = None
 
     def set_class_weight(self, class_counts: Sequence[float]) -> Tensor:
         """Set the weights from per-class training label counts (:func:`class_weights_from_counts`)."""

@@ -183,11 +183,16 @@ def prepare_train_cfg(cfg: Config, args: Namespace) -> Config:
     apply_plots_arg(cfg, getattr(args, 'no_plots', False), add_missing=False)
     mixup, copy_paste = getattr(args, 'mixup', None), getattr(args, 'copy_paste', None)
     if mixup is not None or copy_paste is not None:  # after --data, which resets both to the reference's 0
+        from mmengine.logging import print_log
+
         from ..datasets.data_overrides import set_mix_augmentation
         try:
-            set_mix_augmentation(cfg, mixup, copy_paste, strict=True)
+            changed = set_mix_augmentation(cfg, mixup, copy_paste, strict=True)
         except ValueError as e:
             raise SystemExit(f'{cfg.filename}: {e}') from None
+        given = ', '.join(f'{n} {v}' for n, v in (('mixup', mixup), ('copy_paste', copy_paste)) if v is not None)
+        print_log(f"--mixup/--copy-paste: {given} ({', '.join(changed) if changed else 'unchanged'})",
+                  logger='current')
     return cfg
 
 

@@ -1,4 +1,5 @@
 """The reference's MixUp and CopyPaste (Ultralytics 8.4 ``ultralytics/data/augment.py``)."""
+import logging
 import random
 from typing import List, Optional
 
@@ -30,6 +31,43 @@ def prepare_with_dataset(dataset, idx: int):
     if needs:
         data_info['dataset'] = dataset
     return dataset.pipeline(data_info)
+
+
+def _transform_objects(transform):
+    """The transforms inside ``transform`` (a ``Compose``, ``YOLOMixUp``'s ``transforms``), recursively."""
+    for t in getattr(transform, 'transforms', None) or ():
+        yield t
+        yield from _transform_objects(t)
+
+
+def report_copy_paste_inputs(dataset, max_images: int = 1000) -> None:
+    """Log how many images can feed a ``YOLOCopyPaste`` with ``ratio > 0`` in ``dataset``'s pipeline.
+
+    CopyPaste needs a polygon for every instance of an image (``YOLOLoadAnnotations``); a dataset of boxes
+    trains as without it. Up to ``max_images`` images (evenly spaced) are checked after the dataset's
+    ``full_init``: a warning when none of them has polygons, else an info line with the count. Nothing
+    without such a transform.
+    """
+    from mmengine.logging import print_log
+
+    from .yolo_loading import polygon_parts
+    ratios = [t.ratio for t in _transform_objects(getattr(dataset, 'pipeline', None))
+              if isinstance(t, YOLOCopyPaste) and t.ratio > 0]
+    if not ratios or not len(dataset):
+        return
+    indices = np.unique(np.linspace(0, len(dataset) - 1, min(len(dataset), max_images)).astype(int))
+    with_polygons = 0
+    for i in indices:
+        instances = dataset.get_data_info(int(i)).get('instances') or []
+        with_polygons += bool(instances) and all(polygon_parts(inst.get('mask')) is not None for inst in instances)
+    name = f'{type(dataset).__name__} ({len(dataset)} images)'
+    if with_polygons:
+        print_log(f'{name}: copy_paste={ratios[0]}: {with_polygons} of {len(indices)} images checked have a '
+                  'polygon for every instance (CopyPaste pastes from those)', logger='current')
+    else:
+        print_log(f'{name}: copy_paste={ratios[0]}, but none of {len(indices)} images checked has a polygon for '
+                  'every instance (YOLO polygon rows, COCO polygon segmentation): CopyPaste does nothing',
+                  logger='current', level=logging.WARNING)
 
 
 def _concat_gt(results: dict, other: dict) -> None:

@@ -59,5 +59,7 @@ class YOLOClassWeightsHook(Hook):
             return
         for loss in losses:
             weights = loss.set_class_weight(counts)
-        print_log(f'Class weights (cls_pw={losses[0].cls_pw}): {np.round(weights.numpy(), 3).tolist()}',
-                  logger='current')
+        names = (getattr(runner.train_dataloader.dataset, 'metainfo', None) or {}).get('classes') or []
+        names = list(names) if len(names) == num_classes else [str(c) for c in range(num_classes)]
+        listed = ', '.join(f'{n}: {float(w):.3f} ({int(c)} labels)' for n, w, c in zip(names, weights, counts))
+        print_log(f'Class weights (cls_pw={losses[0].cls_pw}): {listed}', logger='current')

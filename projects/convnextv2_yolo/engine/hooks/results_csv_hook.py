@@ -15,9 +15,11 @@ from mmengine.logging import print_log
 
 from ...utils.checkpoint_io import write_atomic
 
-#: the reference's metric columns (``DetMetrics.keys``) -> our metric key (``after_val_epoch``'s dict)
+#: the reference's metric columns (``DetMetrics.keys``) -> our metric keys (``after_val_epoch``'s dict), the
+#: first present wins: YOLODetMetric's (the reference's validator's numbers), else COCO's mAP
 DEFAULT_METRIC_KEYS = (('metrics/precision(B)', 'yolo/precision'), ('metrics/recall(B)', 'yolo/recall'),
-                       ('metrics/mAP50(B)', 'coco/bbox_mAP_50'), ('metrics/mAP50-95(B)', 'coco/bbox_mAP'))
+                       ('metrics/mAP50(B)', ('yolo/mAP50', 'coco/bbox_mAP_50')),
+                       ('metrics/mAP50-95(B)', ('yolo/mAP50-95', 'coco/bbox_mAP')))
 #: reference loss name -> our logged key, for a one-to-many head (YOLOHead) and YOLOE2EHead
 YOLO_LOSS_KEYS = (('box_loss', 'loss_bbox'), ('cls_loss', 'loss_cls'), ('dfl_loss', 'loss_dfl'), ('l1_loss', 'loss_l1'))
 E2E_LOSS_KEYS = (('box_loss', 'o2o_bbox'), ('cls_loss', 'o2o_cls'), ('dfl_loss', 'o2o_dfl'), ('l1_loss', 'o2o_l1'))
@@ -103,9 +105,10 @@ class ResultsCSVHook(Hook):
       the iteration's batch size, so each iteration's value is divided by its number of data samples.
       One-to-many heads: ``loss_bbox``, ``loss_cls``, ``loss_dfl`` / ``loss_l1``; YOLOE2EHead: the
       one-to-one terms ``o2o_bbox``, ``o2o_cls``, ``o2o_l1`` (the items the reference logs).
-    - metrics: ``metric_keys`` from the validation metrics of that epoch (mAP50 ``coco/bbox_mAP_50``,
-      mAP50-95 ``coco/bbox_mAP``, precision/recall ``yolo/precision``/``yolo/recall`` when the
-      evaluator reports them); empty when a key is missing or the epoch was not validated (the
+    - metrics: ``metric_keys`` from the validation metrics of that epoch: ``yolo/precision``,
+      ``yolo/recall``, ``yolo/mAP50``, ``yolo/mAP50-95`` (:class:`YOLODetMetric`, the reference's
+      validator's numbers); without them mAP50 / mAP50-95 fall back to ``coco/bbox_mAP_50`` /
+      ``coco/bbox_mAP``; empty when no key is there or the epoch was not validated (the
       reference repeats its previous values). The ``val/*`` losses are always empty: mmdet's
       validation computes no losses (the reference's validator does during training).
     - LRs: those the epoch's last iteration used (the reference reads them after the epoch's last
@@ -121,7 +124,8 @@ class ResultsCSVHook(Hook):
 
     Args:
         filename (str): File name in the work dir. Defaults to ``'results.csv'``.
-        metric_keys (Sequence[tuple[str, str]]): (column, metric key) pairs.
+        metric_keys (Sequence[tuple[str, str | Sequence[str]]]): (column, metric key) pairs; a
+            sequence of keys: the first present in the validation metrics.
         loss_keys (Sequence[tuple[str, str]], optional): (reference loss name, our logged key) pairs;
             the default picks the E2E keys when the outputs have ``o2o_bbox``, else the one-to-many
             keys, and keeps those present in the first iteration's outputs.
@@ -132,7 +136,8 @@ class ResultsCSVHook(Hook):
     def __init__(self, filename: str = 'results.csv', metric_keys: Sequence[Tuple[str, str]] = DEFAULT_METRIC_KEYS,
                  loss_keys: Optional[Sequence[Tuple[str, str]]] = None) -> None:
         self.filename = filename
-        self.metric_keys = [tuple(p) for p in metric_keys]
+        self.metric_keys = [(column, (keys, ) if isinstance(keys, str) else tuple(keys))
+                            for column, keys in metric_keys]
         self.loss_keys = None if loss_keys is None else [tuple(p) for p in loss_keys]
         self._enabled = True
         self._header: Optional[List[str]] = None
@@ -285,8 +290,9 @@ class ResultsCSVHook(Hook):
     def _flush(self, runner, metrics: Optional[Mapping]) -> None:
         row, self._pending = self._pending, None
         row['time'] = self._time_offset + time.time() - self._t0
-        for column, key in self.metric_keys:
-            if metrics is not None and key in metrics:
+        for column, keys in self.metric_keys:
+            key = next((k for k in keys if metrics is not None and k in metrics), None)
+            if key is not None:
                 row[column] = float(metrics[key])
         columns = self._columns(row)
         if self._header != columns:

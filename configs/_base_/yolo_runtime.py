@@ -19,8 +19,11 @@ default_hooks = dict(
         # the reference's accumulation ramp 1 -> 64 / batch over the warmup iterations
         warmup_accumulate=True),
     # save_best names the metric: 'auto' takes the first key, a per-class AP with classwise=True
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3, save_best='coco/bbox_mAP',
-                    rule='greater'))
+    # YOLOCheckpointHook: mmengine's CheckpointHook; a failed write (a full disk) keeps the previous checkpoints
+    # and training goes on (on_save_error='stop': stops); iter_interval=N also saves iter_{n}.pth every N
+    # iterations (the newest kept), so --resume loses at most N iterations
+    checkpoint=dict(type='YOLOCheckpointHook', interval=10, max_keep_ckpts=3, save_best='coco/bbox_mAP',
+                    rule='greater', on_save_error='continue', iter_interval=0))
 
 # YOLORunner (convnextv2_yolo/engine/runner.py): load_from a checkpoint with other classes as the
 # reference fine-tunes (its class-branch width, class rows copied by name); otherwise mmengine's Runner

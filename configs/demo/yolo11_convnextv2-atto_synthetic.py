@@ -84,8 +84,8 @@ param_scheduler = [
 default_hooks = dict(
     param_scheduler=dict(_delete_=True, type='ParamSchedulerHook'),
     logger=dict(type='LoggerHook', interval=25),
-    checkpoint=dict(type='CheckpointHook', interval=3, max_keep_ckpts=2, save_best='coco/bbox_mAP',
-                    rule='greater'))
+    checkpoint=dict(type='YOLOCheckpointHook', interval=3, max_keep_ckpts=2, save_best='coco/bbox_mAP',
+                    rule='greater', on_save_error='continue', iter_interval=0))
 custom_hooks = [
     # EMA with a short ramp (gamma 200 iterations instead of 2000) for a short run
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=200, update_buffers=True,

@@ -54,7 +54,8 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3, save_last=True))
+    checkpoint=dict(type='YOLOCheckpointHook', interval=20, max_keep_ckpts=3, save_last=True,
+                    on_save_error='continue', iter_interval=0))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 
 # glibc malloc settings of the detection recipe (configs/_base_/yolo_runtime.py), applied by YOLORunner

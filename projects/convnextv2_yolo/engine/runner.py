@@ -27,10 +27,11 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from torch import nn
 
+from ..utils.checkpoint_io import resumable_checkpoints
 from ..utils.class_names import checkpoint_classes
 from ..utils.malloc import configure_malloc
 
@@ -370,8 +371,30 @@ class YOLORunner(Runner):
 
     def _checkpoint_to_build_for(self) -> Optional[str]:
         if self._resume and self._load_from is None:
-            return find_latest_checkpoint(self._work_dir)
+            return self._latest_resumable(log=False)
         return self._load_from
+
+    def _latest_resumable(self, log: bool = True) -> Optional[str]:
+        """``--resume`` (auto): the newest checkpoint of the work dir that loads (:func:`resumable_checkpoints`);
+        each newer one skipped is a warning naming it and why."""
+        path, skipped = resumable_checkpoints(self._work_dir)
+        if log:
+            for bad, why in skipped:
+                self.logger.warning(f'--resume: skipping {bad}: {why}')
+        return path
+
+    def load_or_resume(self) -> None:
+        """As ``Runner.load_or_resume``; auto-resume takes the newest checkpoint that loads, not mmengine's
+        ``last_checkpoint`` blindly (a truncated newest file would end the run)."""
+        if self._has_loaded or not (self._resume and self._load_from is None):
+            return super().load_or_resume()
+        path = self._latest_resumable()
+        if path is None:
+            self.logger.info(f'--resume: no loadable checkpoint in {self._work_dir}: training from the start')
+            return None
+        self.logger.info(f'Auto resumed from the latest loadable checkpoint {path}.')
+        self.resume(path)
+        self._has_loaded = True
 
     def build_model(self, model):
         """Build as ``Runner.build_model``, the head at the checkpoint's class-branch width (see class doc)."""

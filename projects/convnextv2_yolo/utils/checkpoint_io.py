@@ -14,7 +14,7 @@ import pickle
 import struct
 import uuid
 import zipfile
-from typing import Any, Optional, Set, Union
+from typing import Any, List, Optional, Set, Tuple, Union
 
 import torch
 
@@ -100,6 +100,50 @@ def read_checkpoint_meta(filename: str) -> dict:
     checkpoint = load_checkpoint_mmap(filename)
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     return meta if isinstance(meta, dict) else {}
+
+
+def resumable_checkpoints(work_dir: str) -> Tuple[Optional[str], List[Tuple[str, str]]]:
+    """The newest checkpoint of ``work_dir`` that loads, for ``--resume`` (auto); and those skipped.
+
+    Candidates: the file named in ``work_dir/last_checkpoint`` (mmengine's pointer), then every
+    ``*.pth`` directly in ``work_dir``, newest first (modification time). The first that opens
+    (:func:`load_checkpoint_mmap`: the zip index, the pickled structure) and holds a ``state_dict`` and
+    ``meta`` with ``epoch`` and ``iter`` is returned. A truncated or unreadable one (a kill during a
+    non-atomic copy, a full disk) is skipped.
+
+    Returns:
+        tuple: (path or None when none loads, [(skipped path, reason), ...] in the order tried).
+    """
+    candidates: List[str] = []
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer, encoding='utf-8', errors='replace') as f:
+            named = f.read().strip()
+        if named:
+            candidates.append(named if osp.isabs(named) else osp.join(work_dir, osp.basename(named)))
+    found = [osp.join(work_dir, n) for n in os.listdir(work_dir) if n.endswith('.pth')] if osp.isdir(work_dir) else []
+    candidates += sorted(found, key=lambda p: osp.getmtime(p), reverse=True)
+    skipped: List[Tuple[str, str]] = []
+    seen: Set[str] = set()
+    for path in candidates:
+        real = osp.realpath(path)
+        if real in seen:
+            continue
+        seen.add(real)
+        if not osp.isfile(path):
+            skipped.append((path, 'missing'))
+            continue
+        try:
+            checkpoint = load_checkpoint_mmap(path)
+        except (CheckpointLoadError, OSError, RuntimeError) as e:
+            skipped.append((path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+            continue
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+        if not isinstance(meta, dict) or not {'epoch', 'iter'} <= set(meta) or 'state_dict' not in checkpoint:
+            skipped.append((path, 'not a training checkpoint (no state_dict, or no meta epoch/iter)'))
+            continue
+        return path, skipped
+    return None, skipped
 
 
 def _corrupt(filename: str, detail: str) -> CheckpointLoadError:

@@ -14,6 +14,12 @@ train_num_workers = 8
 val_batch_size_per_gpu = 1
 val_num_workers = 2
 backend_args = None
+# a training image that fails to load (missing, unreadable, no longer decoding) is skipped
+# with a warning naming it and replaced by another sample; more than this fraction of the
+# image loads of a data-loader worker skipped (once it made 100 loads, or the dataset size)
+# stops the run listing the files. strict=True raises at the first such image instead;
+# validation/test images are never skipped (a clear error naming the file)
+max_skip_fraction = 0.01
 
 pre_transform = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
@@ -82,7 +88,7 @@ train_dataloader = dict(
     collate_fn=dict(type='yolo_collate'),
     batch_sampler=None,
     dataset=dict(type=dataset_type, filter_cfg=dict(filter_empty_gt=False, min_size=0),
-                 pipeline=train_pipeline))
+                 strict=False, max_skip_fraction=max_skip_fraction, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=val_batch_size_per_gpu,
     num_workers=val_num_workers,

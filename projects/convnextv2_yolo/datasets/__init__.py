@@ -1,6 +1,7 @@
 
 from ..structures import pack_gt_instances  # noqa: F401  (re-exported: tools use it from here)
 from . import transforms  # noqa: F401
+from .bad_images import BadImageError, SkipBadImagesMixin, TooManyBadImagesError  # noqa: F401
 from .checked_coco import CheckedCocoDataset  # noqa: F401
 from .coco_api import CheckedCOCO, COCOFormatError, check_coco_dict, load_coco_json  # noqa: F401
 from .collate import yolo_collate  # noqa: F401

@@ -8,13 +8,14 @@ from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
 from ..utils.class_names import as_class_names
+from .bad_images import DEFAULT_MAX_SKIP_FRACTION, SkipBadImagesMixin
 from .coco_api import CheckedCOCO
 from .image_size import describe_size_mismatch, read_image_size
-from .transforms.yolo_mix import prepare_with_dataset, report_copy_paste_inputs
+from .transforms.yolo_mix import report_copy_paste_inputs
 
 
 @DATASETS.register_module()
-class CheckedCocoDataset(CocoDataset):
+class CheckedCocoDataset(SkipBadImagesMixin, CocoDataset):
     """mmdet's ``CocoDataset`` with checks before (and while) training.
 
     - ``FileNotFoundError`` naming a missing annotation file or image folder;
@@ -30,16 +31,27 @@ class CheckedCocoDataset(CocoDataset):
       orientation applied, as OpenCV decodes) is compared with the file's
       ``width``/``height``; a mismatch is logged once per image and process as
       a warning naming the image, both sizes and the likely cause.
-      ``check_image_sizes=True`` also checks every image's header at start-up.
+      ``check_image_sizes=True`` also checks every image's header at start-up;
+    - an image that fails to load while training (missing, unreadable, not
+      decoding) is skipped with a warning naming it, counted, and replaced by
+      another sample; more than ``max_skip_fraction`` of the loads skipped
+      stops the run listing the files (:class:`~.bad_images.SkipBadImagesMixin`).
+      ``strict=True`` and ``test_mode`` raise at the first such file.
 
     Args:
         check_image_sizes (bool): Read every image header when the dataset is
             built and log each size mismatch (a few ms per 100 images).
             Defaults to False.
+        strict (bool): Raise ``BadImageError`` at the first image that fails
+            to load instead of skipping it. Defaults to False.
+        max_skip_fraction (float): Largest fraction of image loads (per
+            data-loader process) that may be skipped. Defaults to 0.01.
         *args, **kwargs: ``CocoDataset`` arguments.
     """
 
-    def __init__(self, *args, check_image_sizes: bool = False, **kwargs) -> None:
+    def __init__(self, *args, check_image_sizes: bool = False, strict: bool = False,
+                 max_skip_fraction: float = DEFAULT_MAX_SKIP_FRACTION, **kwargs) -> None:
+        self._init_skip_bad_images(strict, max_skip_fraction)
         self.check_image_sizes = check_image_sizes
         self._reported_sizes: Set[str] = set()
         super().__init__(*args, **kwargs)
@@ -125,8 +137,8 @@ class CheckedCocoDataset(CocoDataset):
         report_copy_paste_inputs(self)
 
     def prepare_data(self, idx: int) -> Any:
-        # results['dataset'] for a pipeline with YOLOMixUp (its partner image)
-        data = prepare_with_dataset(self, idx)
+        # results['dataset'] for a pipeline with YOLOMixUp (its partner image); None: a bad image, skipped
+        data = self.prepare_or_skip(idx)
         self._check_decoded_size(idx, data)
         return data
 

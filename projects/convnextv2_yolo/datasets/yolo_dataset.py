@@ -45,7 +45,8 @@ from mmengine.logging import print_log
 from ..utils.checkpoint_io import write_atomic
 from ..utils.class_names import as_class_names
 from . import yolo_format
-from .transforms.yolo_mix import prepare_with_dataset, report_copy_paste_inputs
+from .bad_images import DEFAULT_MAX_SKIP_FRACTION, SkipBadImagesMixin
+from .transforms.yolo_mix import report_copy_paste_inputs
 
 # the cache: '<labels folder>' + CACHE_SUFFIX beside the labels (never the reference's 'labels.cache')
 CACHE_SUFFIX = '.convnextv2_yolo.cache'
@@ -488,7 +489,7 @@ def index_source(source: str, num_classes: int, cache: Union[bool, str] = True, 
 
 # ----------------------------------------------------------------------------- the dataset
 @DATASETS.register_module()
-class YOLODataset(BaseDetDataset):
+class YOLODataset(SkipBadImagesMixin, BaseDetDataset):
     """One split of a dataset in the reference's (Ultralytics) layout, as it is.
 
     Two ways to name the data:
@@ -525,6 +526,13 @@ class YOLODataset(BaseDetDataset):
     backgrounds, boxes, skipped, fixed). ``strict=True`` raises one
     ``YOLODatasetError`` listing every such file instead of training on.
 
+    While training, an image that fails to load (deleted, unreadable or no
+    longer decoding since the index was built) is skipped with a warning
+    naming it, counted, and replaced by another sample; more than
+    ``max_skip_fraction`` of the loads skipped stops the run listing the
+    files (:class:`~.bad_images.SkipBadImagesMixin`). ``strict=True`` and
+    ``test_mode`` raise ``BadImageError`` at the first such file.
+
     Cache: the scan (sizes, boxes, polygon points, problems) is kept per
     image source in ``<labels folder>.convnextv2_yolo.cache`` (JSON, written
     atomically), keyed by every image's and label file's path, size and
@@ -545,8 +553,12 @@ class YOLODataset(BaseDetDataset):
         data_yaml (str, optional): The reference's ``data.yaml``. Defaults to None.
         split (str): ``'train'``, ``'val'`` or ``'test'`` (with ``data_yaml``).
             Defaults to ``'train'``.
-        strict (bool): Raise on any bad or fixed file instead of warning.
-            Defaults to False.
+        strict (bool): Raise on any bad or fixed file instead of warning,
+            and on an image that fails to load while training instead of
+            skipping it. Defaults to False.
+        max_skip_fraction (float): Largest fraction of image loads (per
+            data-loader process) that may be skipped while training.
+            Defaults to 0.01.
         cache (bool | str): Cache the index beside the labels (True), not at
             all (False), or in this folder (str; for read-only datasets).
             Defaults to True.
@@ -568,9 +580,10 @@ class YOLODataset(BaseDetDataset):
     METAINFO: dict = dict()
 
     def __init__(self, data_yaml: Optional[str] = None, split: str = 'train', strict: bool = False,
-                 cache: Union[bool, str] = True, scan_threads: Optional[int] = None, **kwargs) -> None:
+                 cache: Union[bool, str] = True, scan_threads: Optional[int] = None,
+                 max_skip_fraction: float = DEFAULT_MAX_SKIP_FRACTION, **kwargs) -> None:
         self.split = split
-        self.strict = strict
+        self._init_skip_bad_images(strict, max_skip_fraction)
         self.cache = cache
         self.scan_threads = SCAN_THREADS if scan_threads is None else int(scan_threads)
         self.data_yaml: Optional[yolo_format.DataYaml] = None
@@ -772,8 +785,9 @@ class YOLODataset(BaseDetDataset):
         report_copy_paste_inputs(self)
 
     def prepare_data(self, idx: int) -> Any:
-        """mmengine's, plus ``results['dataset']`` for a pipeline with ``YOLOMixUp`` (its partner image)."""
-        return prepare_with_dataset(self, idx)
+        """mmengine's, plus ``results['dataset']`` for a pipeline with ``YOLOMixUp`` (its partner image);
+        None for an image that fails to load (skipped: :class:`~.bad_images.SkipBadImagesMixin`)."""
+        return self.prepare_or_skip(idx)
 
     # ------------------------------------------------------------ filtering
     def filter_data(self) -> List[dict]:

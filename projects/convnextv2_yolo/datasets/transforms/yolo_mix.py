@@ -20,10 +20,12 @@ def bbox_ioa(box1: np.ndarray, box2: np.ndarray, eps: float = 1e-7) -> np.ndarra
     return iw * ih / (area + eps)
 
 
-def prepare_with_dataset(dataset, idx: int):
+def prepare_with_dataset(dataset, idx: int, data_info: Optional[dict] = None):
     """mmengine's ``BaseDataset.prepare_data`` that also gives the pipeline ``results['dataset']``
-    when one of its transforms has ``needs_dataset`` (``YOLOMixUp``: the partner image)."""
-    data_info = dataset.get_data_info(idx)
+    when one of its transforms has ``needs_dataset`` (``YOLOMixUp``: the partner image).
+    ``data_info``: ``dataset.get_data_info(idx)`` when the caller already has it."""
+    if data_info is None:
+        data_info = dataset.get_data_info(idx)
     needs = getattr(dataset, '_pipeline_needs_dataset', None)
     if needs is None:
         needs = any(getattr(t, 'needs_dataset', False) for t in getattr(dataset.pipeline, 'transforms', ()))
@@ -105,6 +107,9 @@ class YOLOMixUp(BaseTransform):
     (a second mosaic buffer); mmdet's ``MixUp``/``CachedMixUp`` mix raw or cached images instead.
     The dataset (``CheckedCocoDataset``, ``YOLODataset``) puts itself in ``results['dataset']``
     when its pipeline holds a transform with ``needs_dataset``; the key is removed here.
+    A partner image that fails to load (missing, undecodable) goes through the dataset's
+    ``load_or_skip`` (:class:`~..bad_images.SkipBadImagesMixin`): skipped with a warning and
+    counted, and the sample is not mixed (``strict=True``: the error).
 
     ``prob`` 0 draws no random number (the reference draws one), so a pipeline with
     ``YOLOMixUp(prob=0)`` gives the same samples as its ``transforms`` alone.
@@ -159,7 +164,13 @@ class YOLOMixUp(BaseTransform):
             raise KeyError("YOLOMixUp: results lack 'dataset' (use CheckedCocoDataset or YOLODataset, which "
                            'provide it to pipelines holding YOLOMixUp)')
         index = random.randint(0, len(dataset) - 1)
-        partner = self.transforms(self.pre_transform(dataset.get_data_info(index)))
+        info = dataset.get_data_info(index)
+        load_or_skip = getattr(dataset, 'load_or_skip', None)  # a partner image that fails to load: not mixed
+        if load_or_skip is None:
+            loaded = self.pre_transform(info)
+        else:
+            loaded = load_or_skip(lambda: self.pre_transform(info), info.get('img_path'), role='MixUp partner')
+        partner = None if loaded is None else self.transforms(loaded)
         if partner is None:
             return results
         return self.mix(results, partner, np.random.beta(self.beta, self.beta))

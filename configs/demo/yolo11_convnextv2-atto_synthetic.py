@@ -71,8 +71,10 @@ test_evaluator = val_evaluator
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=3)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# SkipNonFiniteOptimWrapper: mmengine's OptimWrapper that skips a step with a non-finite loss or gradient
+# (logged); 10 skipped steps in a row stop the run (engine/optimizers/nonfinite_skip.py)
 optim_wrapper = dict(
-    type='OptimWrapper', clip_grad=dict(max_norm=10.0),
+    type='SkipNonFiniteOptimWrapper', clip_grad=dict(max_norm=10.0), nonfinite_skip=dict(max_consecutive=10),
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, custom_keys={'.grn.': dict(decay_mult=0.0)}))
 warmup_epochs = 3
@@ -88,8 +90,10 @@ default_hooks = dict(
                     rule='greater', on_save_error='continue', iter_interval=0))
 custom_hooks = [
     # EMA with a short ramp (gamma 200 iterations instead of 2000) for a short run
-    dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=200, update_buffers=True,
-         priority=49),
+    # (YOLOEMAHook with update_on='iteration': mmengine's EMAHook, except that it leaves the average untouched
+    # at an iteration whose optimizer step was skipped for a non-finite loss or gradient)
+    dict(type='YOLOEMAHook', ema_type='ExpMomentumEMA', update_on='iteration', momentum=0.0002, gamma=200,
+         update_buffers=True, priority=49),
     dict(type='NumClassCheckHook'),
     # <work_dir>/results.csv: one row per epoch with the reference's columns (per-image train losses,
     # mAP50 / mAP50-95, lr/pg0..), resume-safe (engine/hooks/results_csv_hook.py)

@@ -19,7 +19,9 @@ model = dict(
     neck=dict(scale='m', sppf_c2psa=False))  # YOLOv8's scale m; the neck reads the backbone's channels
 
 custom_hooks = [
-    dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, gamma=2000,
+    # update_on='iteration': mmengine's EMAHook, except that an iteration whose step was skipped (non-finite
+    # loss or gradient) leaves the average untouched
+    dict(type='YOLOEMAHook', ema_type='ExpMomentumEMA', update_on='iteration', momentum=0.0001, gamma=2000,
          update_buffers=True, priority=49),
     dict(type='CloseMosaicHook', close_epochs={{_base_.close_mosaic_epochs}},
          switch_pipeline={{_base_.train_pipeline_stage2}}),

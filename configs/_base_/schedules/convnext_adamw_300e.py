@@ -15,7 +15,10 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    # mmengine's OptimWrapper that skips a step with a non-finite loss or gradient (logged); 10 skipped
+    # steps in a row stop the run (engine/optimizers/nonfinite_skip.py)
+    type='SkipNonFiniteOptimWrapper',
+    nonfinite_skip=dict(max_consecutive=10),
     # mmdet's layer-wise LR decay; its num_layers is read from the backbone (ConvNeXtV2.lr_decay_num_layers:
     # 6 when the third stage has <= 9 blocks, atto..tiny, 12 otherwise)
     constructor='ConvNeXtLayerDecayOptimizerConstructor',

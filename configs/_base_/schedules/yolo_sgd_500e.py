@@ -27,7 +27,10 @@ optim_wrapper = dict(
     sum_accumulated_grads=True,  # the reference sums accumulated gradients (mmengine averages: False)
     # optimizer=dict(type='auto') (set by --data): above 10,000 iterations ultralytics 8.4's MuSGD;
     # 'SGD' is 8.3's choice (SGD lr 0.01, momentum 0.9, Nesterov)
-    auto_large_optimizer='MuSGD')
+    auto_large_optimizer='MuSGD',
+    # a step with a non-finite loss or gradient is skipped (weights, optimizer state, EMA untouched; logged);
+    # 10 skipped steps in a row stop the run (engine/optimizers/nonfinite_skip.py)
+    nonfinite_skip=dict(max_consecutive=10))
 
 # the reference keeps lr 0.01 for any batch (it accumulates up to 64); 8 GPUs x 16 here
 auto_scale_lr = dict(enable=False, base_batch_size=128)

@@ -42,7 +42,10 @@ test_dataloader = test_evaluator = test_cfg = None
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 optim_wrapper = dict(
-    type='OptimWrapper',
+    # mmengine's OptimWrapper that skips a step with a non-finite loss or gradient (logged); 10 skipped
+    # steps in a row stop the run (engine/optimizers/nonfinite_skip.py)
+    type='SkipNonFiniteOptimWrapper',
+    nonfinite_skip=dict(max_consecutive=10),
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.95), weight_decay=0.05),
     # no decay on biases, norms, GRN (the official add_weight_decay: 1-D parameters and biases)
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, custom_keys={'.grn.': dict(decay_mult=0.0)}))

@@ -83,6 +83,13 @@ class YOLODetector(SingleStageDetector):
         self.backbone.train(was_training)
         return [f.shape[1] for f in feats]
 
+    def parse_losses(self, losses: dict) -> tuple:
+        """mmengine's ``parse_losses``; the components are kept (detached) in ``loss_components``,
+        which the optimizer wrapper logs when it skips a step with a non-finite loss or gradient."""
+        loss, log_vars = super().parse_losses(losses)
+        self.loss_components = {k: v.detach() for k, v in log_vars.items()}
+        return loss, log_vars
+
     def loss(self, batch_inputs: Tensor, batch_data_samples: Union[SampleList, dict]) -> dict:
         """Losses of a batch; ``batch_data_samples`` may be the packed dict."""
         return self.bbox_head.loss(self.extract_feat(batch_inputs), batch_data_samples)

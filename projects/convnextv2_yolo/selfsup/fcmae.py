@@ -284,6 +284,13 @@ class FCMAE(BaseModel):
         return (per_patch * mask).sum() / mask.sum().clamp(min=1.)
 
     # ------------------------------------------------------------------ BaseModel interface
+    def parse_losses(self, losses: dict) -> tuple:
+        """mmengine's ``parse_losses``; the components are kept (detached) in ``loss_components``,
+        which the optimizer wrapper logs when it skips a step with a non-finite loss or gradient."""
+        loss, log_vars = super().parse_losses(losses)
+        self.loss_components = {k: v.detach() for k, v in log_vars.items()}
+        return loss, log_vars
+
     def forward(self, inputs: torch.Tensor, data_samples: Optional[list] = None,
                 mode: str = 'loss') -> Union[Dict[str, torch.Tensor], Tuple[torch.Tensor, ...]]:
         """``mode='loss'``: ``dict(loss=...)``; ``'predict'``/``'tensor'``: ``(pred, mask)``.

@@ -8,7 +8,9 @@ from mmengine.config import Config, DictAction
 
 # --amp: the mixed-precision variant of each optimizer wrapper
 AMP_WRAPPERS = {'OptimWrapper': 'AmpOptimWrapper', 'YOLOOptimWrapper': 'YOLOAmpOptimWrapper',
-                'YOLOAmpOptimWrapper': 'YOLOAmpOptimWrapper'}
+                'YOLOAmpOptimWrapper': 'YOLOAmpOptimWrapper',
+                'SkipNonFiniteOptimWrapper': 'SkipNonFiniteAmpOptimWrapper',
+                'SkipNonFiniteAmpOptimWrapper': 'SkipNonFiniteAmpOptimWrapper'}
 
 
 def parse_common_args(parser: ArgumentParser) -> Namespace:

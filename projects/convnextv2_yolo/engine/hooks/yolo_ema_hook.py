@@ -33,6 +33,11 @@ class YOLOEMAHook(EMAHook):
     before both); a resumed run keeps the average and its counter from the
     checkpoint.
 
+    An iteration whose optimizer wrapper skipped its backward or step for a
+    non-finite loss or gradient (``skipped`` of a ``NonFiniteStepSkip``
+    wrapper: ``YOLOOptimWrapper``, ``SkipNonFiniteOptimWrapper``) leaves the
+    average and its counter untouched, with either ``update_on``.
+
     Args:
         update_on (str): 'optimizer_step' or 'iteration'. Defaults to
             'iteration'.
@@ -59,6 +64,8 @@ class YOLOEMAHook(EMAHook):
         self._updates_before = self._counter.num_updates if self._counter is not None else None
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
+        if getattr(runner.optim_wrapper, 'skipped', False):  # a non-finite loss or gradient: nothing changed
+            return
         if self.update_on == 'optimizer_step' and not self._stepped(runner):
             return
         super().after_train_iter(runner, batch_idx, data_batch, outputs)

@@ -46,7 +46,9 @@ class YOLOOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     WRAPPER_TYPES = {'OptimWrapper': 'YOLOOptimWrapper', 'AmpOptimWrapper': 'YOLOAmpOptimWrapper',
-                     'YOLOOptimWrapper': 'YOLOOptimWrapper', 'YOLOAmpOptimWrapper': 'YOLOAmpOptimWrapper'}
+                     'YOLOOptimWrapper': 'YOLOOptimWrapper', 'YOLOAmpOptimWrapper': 'YOLOAmpOptimWrapper',
+                     'SkipNonFiniteOptimWrapper': 'YOLOOptimWrapper',
+                     'SkipNonFiniteAmpOptimWrapper': 'YOLOAmpOptimWrapper'}
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         if is_model_wrapper(model):

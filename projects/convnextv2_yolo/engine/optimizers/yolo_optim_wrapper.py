@@ -11,6 +11,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from .musgd import musgd_param_groups
+from .nonfinite_skip import NonFiniteStepSkip
 from .optimizer_decision import (MUSGD_BOOSTED_PREFIXES, MUSGD_LR_BOOST, OptimizerChoice, OptimizerDecision,
                                  OptimizerPolicy)
 
@@ -18,7 +19,7 @@ from .optimizer_decision import (MUSGD_BOOSTED_PREFIXES, MUSGD_LR_BOOST, Optimiz
 CHOICE_KEY = 'yolo_optimizer_choice'
 
 
-class YOLOGradAccumulation:
+class YOLOGradAccumulation(NonFiniteStepSkip):
     """Mixin: the reference's gradient accumulation and optimizer choice, applied from a decision.
 
     Follows ``ultralytics/engine/trainer.py`` (``_setup_train``, ``_do_train``, ``optimizer_step``).
@@ -45,6 +46,10 @@ class YOLOGradAccumulation:
     The decision's :class:`OptimizerChoice` is saved with the optimizer state (key
     ``yolo_optimizer_choice``); a resumed run restores it (:meth:`load_state_dict`).
 
+    A step with a non-finite loss or gradient is skipped (:class:`~.nonfinite_skip.NonFiniteStepSkip`,
+    argument ``nonfinite_skip``): :attr:`num_updates` does not advance, the accumulation window closes
+    at its usual iteration.
+
     Args:
         accumulative_counts (int, optional): Fixed accumulation; ``None`` (default) derives it from
             the batch as above.
@@ -55,6 +60,8 @@ class YOLOGradAccumulation:
             (set by ``YOLOOptimWrapperConstructor``). Defaults to False.
         auto_large_optimizer (str): The automatic choice above 10,000 iterations: ``'MuSGD'``
             (ultralytics 8.4, default) or ``'SGD'`` (8.3: SGD lr 0.01, momentum 0.9, Nesterov).
+        nonfinite_skip (dict, optional): ``max_consecutive`` skipped steps in a row that stop the run
+            (see :class:`~.nonfinite_skip.NonFiniteStepSkip`). Defaults to ``dict(max_consecutive=10)``.
         **kwargs: Arguments of the wrapped mmengine optimizer wrapper (``optimizer``, ``clip_grad``,
             AMP settings).
 
@@ -204,6 +211,9 @@ class YOLOGradAccumulation:
         super().step(**kwargs)
         self._last_update_count = self._inner_count
         self.num_updates += 1
+
+    def _close_window(self) -> None:  # a skipped step (NonFiniteStepSkip): the window ends, no update
+        self._last_update_count = self._inner_count
 
 
 @OPTIM_WRAPPERS.register_module()

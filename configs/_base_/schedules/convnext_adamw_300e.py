@@ -10,7 +10,7 @@ max_epochs = 300
 close_mosaic_epochs = 10
 base_lr = 0.001
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10,
+train_cfg = dict(type='YOLOEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10,
                  dynamic_intervals=[(max_epochs - close_mosaic_epochs, 1)])
 
 optim_wrapper = dict(

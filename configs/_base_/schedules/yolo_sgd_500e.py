@@ -6,7 +6,7 @@ _base_ = 'mmdet::_base_/schedules/schedule_1x.py'
 max_epochs = 500
 close_mosaic_epochs = 10
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10,
+train_cfg = dict(type='YOLOEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10,
                  dynamic_intervals=[(max_epochs - close_mosaic_epochs, 1)])
 
 # the LR/momentum schedule lives in YOLOParamSchedulerHook (see yolo_runtime.py)

@@ -40,7 +40,7 @@ train_dataloader = dict(
 val_dataloader = val_evaluator = val_cfg = None
 test_dataloader = test_evaluator = test_cfg = None
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(type='YOLOEpochBasedTrainLoop', max_epochs=max_epochs)
 optim_wrapper = dict(
     # mmengine's OptimWrapper that skips a step with a non-finite loss or gradient (logged); 10 skipped
     # steps in a row stop the run (engine/optimizers/nonfinite_skip.py)

@@ -34,5 +34,10 @@ def yolo_collate(data_batch: List[Dict[str, Any]]) -> Dict[str, Any]:
     samples = [item['data_samples'] for item in data_batch]
     same_size = all(img.shape == imgs[0].shape for img in imgs)
     packed = pack_gt_instances([s.gt_instances if 'gt_instances' in s else None for s in samples])
-    return dict(inputs=torch.stack(imgs) if same_size else imgs, data_samples=samples,
-                bboxes_labels=packed)
+    out = dict(inputs=torch.stack(imgs) if same_size else imgs, data_samples=samples, bboxes_labels=packed)
+    worker = torch.utils.data.get_worker_info()
+    if worker is not None and getattr(worker.dataset, 'track_data_state', False):
+        # the worker's state after this batch, for an exact --resume (YOLOEpochBasedTrainLoop pops it)
+        from .data_state import capture_data_state
+        out['data_state'] = (worker.id, capture_data_state(worker.dataset))
+    return out

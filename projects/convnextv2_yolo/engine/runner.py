@@ -31,7 +31,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from torch import nn
 
-from ..utils.checkpoint_io import resumable_checkpoints
+from ..utils.checkpoint_io import read_checkpoint_meta, resumable_checkpoints
 from ..utils.class_names import checkpoint_classes
 from ..utils.malloc import configure_malloc
 
@@ -382,6 +382,20 @@ class YOLORunner(Runner):
             for bad, why in skipped:
                 self.logger.warning(f'--resume: skipping {bad}: {why}')
         return path
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args, meta: Optional[dict] = None, **kwargs) -> None:
+        """``Runner.save_checkpoint`` plus ``meta['resume_state']`` of a ``YOLOEpochBasedTrainLoop`` (data
+        state, random states, batches done) for an exact ``--resume``."""
+        loop = self._train_loop
+        if hasattr(loop, 'resume_state'):
+            meta = dict(meta or {}, resume_state=loop.resume_state())
+        return super().save_checkpoint(out_dir, filename, *args, meta=meta, **kwargs)
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """``Runner.resume``; the train loop gets the checkpoint's ``meta['resume_state']`` (if it takes one)."""
+        super().resume(filename, *args, **kwargs)
+        if hasattr(self.train_loop, 'load_resume_state'):
+            self.train_loop.load_resume_state(read_checkpoint_meta(filename).get('resume_state'))
 
     def load_or_resume(self) -> None:
         """As ``Runner.load_or_resume``; auto-resume takes the newest checkpoint that loads, not mmengine's

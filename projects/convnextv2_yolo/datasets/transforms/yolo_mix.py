@@ -24,6 +24,8 @@ def prepare_with_dataset(dataset, idx: int, data_info: Optional[dict] = None):
     """mmengine's ``BaseDataset.prepare_data`` that also gives the pipeline ``results['dataset']``
     when one of its transforms has ``needs_dataset`` (``YOLOMixUp``: the partner image).
     ``data_info``: ``dataset.get_data_info(idx)`` when the caller already has it."""
+    from ..data_state import restore_pending_worker_state
+    restore_pending_worker_state(dataset)  # a data-loader worker of a resumed run: its saved state, once
     if data_info is None:
         data_info = dataset.get_data_info(idx)
     needs = getattr(dataset, '_pipeline_needs_dataset', None)

@@ -251,6 +251,7 @@ class YOLOMosaic(BaseTransform):
             raise ValueError(f'YOLOMosaic supports polygon gt_masks only (PolygonMasks), got '
                              f'{type(masks).__name__}: load annotations with poly2mask=False or with_mask=False')
         entry = self._resized_entry(results)
+        entry['sample_idx'] = results.get('sample_idx')  # to rebuild the buffer on --resume (datasets/data_state.py)
         self.buffer.append(entry)
         if random.uniform(0, 1) > self.prob:
             img, boxes, labels, flags, masks = self._centred(entry)

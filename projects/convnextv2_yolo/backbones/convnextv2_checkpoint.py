@@ -135,6 +135,8 @@ def extract_state_dict(ckpt: dict) -> Dict[str, torch.Tensor]:
     tensors = OrderedDict()
     for k, v in state.items():
         if isinstance(v, torch.Tensor):
+            if not isinstance(k, str):
+                raise CheckpointFormatError(f'The checkpoint names a tensor {k!r}: not a string.')
             tensors[k[len('module.'):] if k.startswith('module.') else k] = v
     if not tensors:
         raise CheckpointFormatError(
@@ -213,6 +215,9 @@ def _sparse_to_dense_kernel(v: torch.Tensor) -> torch.Tensor:
     (kv, Cin, Cout) -> (Cout, Cin, k, k); depthwise (kv, C) -> (C, 1, k, k);
     both transposed in the spatial dims as the official remap does.
     """
+    if v.dim() not in (2, 3):
+        raise CheckpointFormatError(
+            f'Sparse kernel of unexpected shape {tuple(v.shape)}.')
     ks = int(math.isqrt(v.shape[0]))
     if ks * ks != v.shape[0]:
         raise CheckpointFormatError(
@@ -221,11 +226,7 @@ def _sparse_to_dense_kernel(v: torch.Tensor) -> torch.Tensor:
     if v.dim() == 3:
         kv, cin, cout = v.shape
         return v.permute(2, 1, 0).reshape(cout, cin, ks, ks).transpose(3, 2)
-    if v.dim() == 2:
-        kv, c = v.shape
-        return v.permute(1, 0).reshape(c, 1, ks, ks).transpose(3, 2)
-    raise CheckpointFormatError(
-        f'Sparse kernel of unexpected shape {tuple(v.shape)}.')
+    return v.permute(1, 0).reshape(v.shape[1], 1, ks, ks).transpose(3, 2)
 
 
 def _fcmae_to_official(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -364,11 +365,20 @@ def load_mmpretrain_state_dict(path_or_url: str,
 
     Returns:
         tuple[dict, str]: The converted state dict and the source format.
+
+    Raises:
+        FileNotFoundError: ``path_or_url`` does not exist.
+        CheckpointFormatError: unreadable, unsafe or corrupt file, a key that
+            is not a string, no tensors, no known layout, or a tensor whose
+            shape the conversion cannot take (names the file).
     """
-    raw = extract_state_dict(load_checkpoint_file(path_or_url))
-    raw = select_prefix(raw, prefix)
-    fmt = src_format or detect_format(raw)
-    return convert_to_mmpretrain(raw, fmt), fmt
+    raw = load_checkpoint_file(path_or_url)
+    try:
+        raw = select_prefix(extract_state_dict(raw), prefix)
+        fmt = src_format or detect_format(raw)
+        return convert_to_mmpretrain(raw, fmt), fmt
+    except CheckpointFormatError as e:  # the messages after loading name keys and shapes: add the file
+        raise CheckpointFormatError(f'{path_or_url}: {e}') from None
 
 
 def infer_arch(state_dict: Dict[str, torch.Tensor]) -> Optional[dict]:
@@ -389,6 +399,8 @@ def infer_arch(state_dict: Dict[str, torch.Tensor]) -> Optional[dict]:
     for k, v in state_dict.items():
         m = regex.match(k)
         if m:
+            if v.dim() == 0:  # not a conv weight: no channel count to read
+                return None
             i, j = int(m.group(1)), int(m.group(2))
             depths[i] = max(depths.get(i, 0), j + 1)
             channels[i] = v.shape[0]

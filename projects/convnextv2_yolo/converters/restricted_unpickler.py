@@ -13,6 +13,7 @@ import collections
 import datetime
 import os.path as osp
 import pickle
+import struct
 import types
 import zipfile
 from typing import Any, Dict, Optional, Tuple
@@ -188,11 +189,11 @@ def read_pickled_file(path: str) -> Any:
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            if any(n.endswith('constants.pkl') or '/code/' in n for n in zf.namelist()):
-                raise ConversionError(f'{path} is a TorchScript archive, not a checkpoint')
     try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                if any(n.endswith('constants.pkl') or '/code/' in n for n in zf.namelist()):
+                    raise ConversionError(f'{path} is a TorchScript archive, not a checkpoint')
         return torch.load(path, map_location='cpu', weights_only=False, pickle_module=restricted_pickle)
     except RefusedGlobal as e:
         if e.module.split('.')[0] in ('mmengine', 'mmdet', 'mmcv', 'mmpretrain'):
@@ -200,7 +201,8 @@ def read_pickled_file(path: str) -> Any:
                 f'{path}: {e}. It pickles OpenMMLab objects: an mmdet checkpoint (this project\'s format '
                 'already: give it to load_from or tools/test.py), not a reference checkpoint') from None
         raise ConversionError(f'{path}: {e}') from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, KeyError, IndexError,
-            ValueError, UnicodeDecodeError) as e:  # corrupt, truncated or not a pickle at all
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, KeyError, IndexError, ValueError,
+            UnicodeDecodeError, TypeError, AttributeError, OverflowError, OSError, struct.error,
+            MemoryError) as e:  # corrupt, truncated or not a pickle at all: the opcodes of random bytes fail anyhow
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConversionError(f'{path} is not a readable torch checkpoint: {msg}') from None

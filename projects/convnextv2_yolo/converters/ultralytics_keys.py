@@ -159,7 +159,11 @@ def num_classes_of(state_dict: Mapping[str, torch.Tensor], version: str) -> int:
     key = 'bbox_head.cls_convs.0.2.weight'
     if key not in state_dict:
         raise ConversionError(f"no '{key}' ('{reference_key(key, version)}') in the checkpoint")
-    return int(state_dict[key].shape[0])
+    weight = state_dict[key]
+    if weight.dim() != 4:
+        raise ConversionError(f"'{reference_key(key, version)}' has shape {tuple(weight.shape)}: expected the "
+                              '(classes, channels, 1, 1) weight of a conv')
+    return int(weight.shape[0])
 
 
 def cls_channels_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[int]:

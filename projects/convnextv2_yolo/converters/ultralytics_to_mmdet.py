@@ -90,10 +90,22 @@ def convert(src: str, dst: Optional[str] = None, version: Optional[str] = None,
     Raises:
         FileNotFoundError: ``src`` does not exist.
         ArchitectureError: Unsupported architecture or mismatching modules.
-        ConversionError: Unreadable file, keys or shapes that do not fit.
+        ConversionError: Unreadable file, keys or shapes that do not fit
+            (every message names ``src``).
     """
     version = version_keyword(version, arch, 'convert')
-    ref_sd, info = load_reference_checkpoint(src)
+    try:
+        ref_sd, info = load_reference_checkpoint(src)
+        return _convert_loaded(src, dst, ref_sd, info, version, scale, check)
+    except ConversionError as e:  # the messages after loading name keys and modules: add the file
+        if src in str(e):
+            raise
+        raise type(e)(f'{e} (checkpoint {src})') from None
+
+
+def _convert_loaded(src: str, dst: Optional[str], ref_sd: Mapping[str, torch.Tensor], info: dict,
+                    version: Optional[str], scale: Optional[str], check: bool) -> dict:
+    """:func:`convert` after loading ``src``."""
     reference = info.get('model')
     version = resolve_version(reference, ref_sd, version)
     state_dict = convert_state_dict(ref_sd, version)

@@ -15,7 +15,12 @@ class COCOFormatError(ValueError):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond the float range (JSON allows 10**400)
+        return False
 
 
 def _is_id(value: Any) -> bool:
@@ -73,9 +78,9 @@ def check_coco_dict(dataset: Any, path: str) -> Dict[str, Any]:
       and ``height``;
     - annotations: unique int ``id``; int ``image_id`` / ``category_id`` that
       exist in the file; ``bbox`` = 4 finite numbers ``[x, y, w, h]`` with
-      ``w, h >= 0``; ``area`` a finite number >= 0 (0 with a non-empty box is
-      recomputed from the box, with a warning: mmdet's parser drops boxes of
-      area 0); ``iscrowd`` 0 or 1.
+      ``w, h >= 0`` and finite ``x + w``, ``y + h`` and ``w * h``; ``area`` a
+      finite number >= 0 (0 with a non-empty box is recomputed from the box,
+      with a warning: mmdet's parser drops boxes of area 0); ``iscrowd`` 0 or 1.
 
     Args:
         dataset (Any): The parsed JSON.
@@ -135,6 +140,10 @@ def check_coco_dict(dataset: Any, path: str) -> Dict[str, Any]:
         elif bbox[2] < 0 or bbox[3] < 0:
             problems.append(f"{where}: field 'bbox' has a negative width or height: {bbox!r}")
             bbox = None
+        elif not all(map(math.isfinite, (float(bbox[0]) + float(bbox[2]), float(bbox[1]) + float(bbox[3]),
+                                         float(bbox[2]) * float(bbox[3])))):
+            problems.append(f"{where}: field 'bbox' is too large (its corners or area overflow): {bbox!r}")
+            bbox = None
         if 'area' not in ann:
             if bbox is not None:
                 ann['area'] = float(bbox[2]) * float(bbox[3])
@@ -167,15 +176,18 @@ def load_coco_json(path: str) -> Dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        COCOFormatError: not JSON, or not valid COCO detection JSON.
+        COCOFormatError: not JSON (or nested too deeply), or not valid COCO
+            detection JSON.
     """
     try:
         with open(path, encoding='utf-8-sig') as f:  # a byte-order mark is fine
             dataset = json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f'annotation file not found: {path}') from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, or an integer of over 4300 digits
         raise COCOFormatError(f'{path} is not a COCO annotation file: {type(e).__name__}: {e}') from None
+    except RecursionError:
+        raise COCOFormatError(f'{path} is not a COCO annotation file: its JSON is nested too deeply') from None
     return check_coco_dict(dataset, path)
 
 

@@ -140,8 +140,9 @@ class ImageRecord:
         usable = rec.skip_file is None
         if usable != (rec.skip_reason is None) or rec.skip_file not in (None, 'image', 'label'):
             raise ValueError('bad skip fields')
-        if usable and not (_is_int(rec.width) and _is_int(rec.height) and rec.width > 0 and rec.height > 0):
-            raise ValueError('a usable image without a positive integer size')
+        if usable and not (_is_int(rec.width) and _is_int(rec.height) and 0 < rec.width < 2**32
+                           and 0 < rec.height < 2**32):  # no image format has sides of 2**32 px
+            raise ValueError('a usable image without a positive integer size (under 2**32 px)')
         if rec.label not in LABEL_STATES or (usable and rec.label == 'unread'):
             raise ValueError(f'bad label state {rec.label!r}')
         if not isinstance(rec.classes, list) or not isinstance(rec.boxes, list) \
@@ -379,6 +380,8 @@ def load_index_cache(path: str, key: str, num_images: int,
         data = json.loads(text)
     except ValueError as e:
         return None, f'not valid JSON (truncated or corrupt: {e})', True
+    except RecursionError:
+        return None, 'not valid JSON (nested too deeply: corrupt)', True
     if not isinstance(data, dict) or data.get('format') != CACHE_FORMAT:
         return None, 'not a cache of convnextv2_yolo (format tag missing)', True
     if data.get('version') != CACHE_VERSION or data.get('fields') != list(RECORD_FIELDS):

@@ -29,6 +29,8 @@ COORD_TOLERANCE = 0.01
 # corners outside [0, 1] by at most this are rounding (float arithmetic of ``cx + w / 2`` for a box
 # touching the border, or an exporter's 6 printed decimals): clipped without a warning
 ROUNDING = 1e-6
+# 'nc' without 'names' above this is refused (a typo or a corrupt file: the names would fill the memory)
+MAX_CLASSES = 100_000
 # images smaller than this on a side are refused, as the reference does (its assert > 9 px)
 MIN_IMAGE_SIDE = 10
 
@@ -89,7 +91,7 @@ def _names(data: dict, file: str) -> Tuple[str, ...]:
     if isinstance(names, dict):
         try:
             keys = sorted(int(k) for k in names)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(.inf)
             raise DataYamlError(f"{file}: 'names' keys must be class indices 0..n-1, got {list(names)}") from None
         if keys != list(range(len(keys))):
             raise DataYamlError(f"{file}: 'names' indices must be 0..{len(keys) - 1} without gaps, got {keys}")
@@ -97,7 +99,9 @@ def _names(data: dict, file: str) -> Tuple[str, ...]:
         names = [by_index[i] for i in keys]
     elif isinstance(names, (list, tuple)):
         names = list(names)
-    elif names is None and isinstance(data.get('nc'), int):
+    elif names is None and isinstance(data.get('nc'), int) and not isinstance(data['nc'], bool):
+        if not 0 < data['nc'] <= MAX_CLASSES:
+            raise DataYamlError(f"{file}: 'nc' must be a number of classes in 1..{MAX_CLASSES}, got {data['nc']}")
         names = [f'class_{i}' for i in range(data['nc'])]  # the reference's names
     else:
         raise DataYamlError(f"{file}: 'names' must be a list or an index -> name mapping, got {names!r}")
@@ -160,6 +164,8 @@ def load_data_yaml(file: str) -> DataYaml:
             data = yaml.safe_load(f)
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise DataYamlError(f'{file} is not a readable yaml file: {e}') from None
+    except RecursionError:
+        raise DataYamlError(f'{file} is not a readable yaml file: it is nested too deeply') from None
     if not isinstance(data, dict):
         raise DataYamlError(f'{file}: expected a mapping with train/val/names keys, got {type(data).__name__}')
     yaml_dir = osp.dirname(file)

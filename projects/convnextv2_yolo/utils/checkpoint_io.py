@@ -67,7 +67,7 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = None, mmap: boo
         raise _corrupt(filename, _first_line_with(str(e), 'error')) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         msg = str(e)
-        if isinstance(e, (EOFError, OSError, zipfile.BadZipFile)) or any(
+        if isinstance(e, (EOFError, OSError, zipfile.BadZipFile, UnicodeDecodeError)) or any(
                 s in msg for s in ('zip archive', 'PytorchStreamReader', 'Ran out of input',
                                    'invalid load key', 'file not found in archive')):
             raise _corrupt(filename, msg.splitlines()[0] if msg else type(e).__name__) from None

@@ -68,6 +68,7 @@ test_evaluator = val_evaluator
 # outcome then depends on float rounding (thread count, CPU kernels) and one run in four collapsed
 # (measured, 11 epochs: final mAP 0.17-0.54 over seeds and thread counts with the 1-epoch warmup, 0.54-0.63
 # with this one; 14 epochs: 0.54-0.65; see docs/results/README.md)
+# mmengine's epoch loop whose checkpoints resume exactly, inside an epoch too (engine/loops.py)
 train_cfg = dict(type='YOLOEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=3)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

@@ -10,6 +10,7 @@ max_epochs = 300
 close_mosaic_epochs = 10
 base_lr = 0.001
 
+# mmengine's epoch loop whose checkpoints resume exactly, inside an epoch too (engine/loops.py)
 train_cfg = dict(type='YOLOEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10,
                  dynamic_intervals=[(max_epochs - close_mosaic_epochs, 1)])
 

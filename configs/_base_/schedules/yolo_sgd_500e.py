@@ -6,6 +6,7 @@ _base_ = 'mmdet::_base_/schedules/schedule_1x.py'
 max_epochs = 500
 close_mosaic_epochs = 10
 
+# mmengine's epoch loop whose checkpoints resume exactly, inside an epoch too (engine/loops.py)
 train_cfg = dict(type='YOLOEpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10,
                  dynamic_intervals=[(max_epochs - close_mosaic_epochs, 1)])
 

@@ -40,6 +40,7 @@ train_dataloader = dict(
 val_dataloader = val_evaluator = val_cfg = None
 test_dataloader = test_evaluator = test_cfg = None
 
+# mmengine's epoch loop whose checkpoints resume exactly, inside an epoch too (engine/loops.py)
 train_cfg = dict(type='YOLOEpochBasedTrainLoop', max_epochs=max_epochs)
 optim_wrapper = dict(
     # mmengine's OptimWrapper that skips a step with a non-finite loss or gradient (logged); 10 skipped

@@ -52,6 +52,16 @@ def convnext_seeds():
                 mmpretrain=convert_to_mmpretrain(official, 'official'))
 
 
+def _case_writer(path, seeds, wrappers):
+    """A fuzz ``make_case``: a mutated checkpoint (:func:`_checkpoint_case`) written to ``path``."""
+    def make_case(rng, index):
+        data, what = _checkpoint_case(rng, seeds, wrappers)
+        with open(path, 'wb') as f:
+            f.write(data)
+        return path, what
+    return make_case
+
+
 def test_fuzz_convnextv2_checkpoints(tmp_path, count, convnext_seeds):
     from convnextv2_yolo.backbones.convnextv2_checkpoint import (CheckpointFormatError, infer_arch,
                                                                  load_mmpretrain_state_dict)
@@ -60,11 +70,7 @@ def test_fuzz_convnextv2_checkpoints(tmp_path, count, convnext_seeds):
                 ('state_dict', lambda sd: dict(state_dict=sd, meta=dict(epoch=1))),
                 ('module.', lambda sd: dict(model_ema={f'module.{k}': v for k, v in sd.items()}))]
 
-    def make_case(rng, index):
-        data, what = _checkpoint_case(rng, convnext_seeds, wrappers)
-        with open(path, 'wb') as f:
-            f.write(data)
-        return path, what
+    make_case = _case_writer(path, convnext_seeds, wrappers)
 
     def run_case(path):
         try:
@@ -106,11 +112,7 @@ def test_fuzz_ultralytics_checkpoints(tmp_path, count):
                 ('model', lambda sd: dict(model=sd, names={0: 'a', 1: 'b'})),
                 ('state_dict', lambda sd: dict(state_dict=sd, epoch=3))]
 
-    def make_case(rng, index):
-        data, what = _checkpoint_case(rng, seeds, wrappers)
-        with open(path, 'wb') as f:
-            f.write(data)
-        return path, what
+    make_case = _case_writer(path, seeds, wrappers)
 
     def run_case(path):
         try:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import convnextv2_yolo  # noqa: F401
+from tests.helpers.paths import ROOT
 from tests.helpers.tiny import make_tiny_data, tiny_cfg
 
 EPOCHS, BATCH = 3, 4  # 12 training images: 3 iterations an epoch, 9 in all; mosaic in epochs 1-2
@@ -32,6 +33,33 @@ def _cfg(data, work_dir, workers, resume=False, stop_after=None):
     return cfg
 
 
+def _recipe_cfg(data, work_dir, workers, resume=False, stop_after=None):
+    """The YOLO11-n recipe as tools/train.py --data --imgsz 64 builds it: YOLOOptimWrapper with gradient
+    accumulation (nominal batch 64: windows of 16 iterations here, across epochs), EMA per optimizer step,
+    YOLOMixUp(mosaic -> copy-paste -> affine), close-mosaic in the last epoch."""
+    from argparse import Namespace
+
+    from mmengine.config import Config
+
+    from convnextv2_yolo.utils.launch import prepare_train_cfg
+    args = Namespace(data=data.data_yaml, imgsz=64, launcher='none', cfg_options=None, work_dir=work_dir)
+    cfg = prepare_train_cfg(Config.fromfile(osp.join(ROOT, 'configs', 'yolo11', 'yolo11_n_8xb16-500e_coco.py')), args)
+    cfg.merge_from_dict({'train_cfg.max_epochs': EPOCHS, 'train_cfg.val_interval': EPOCHS + 1,
+                         'train_dataloader.batch_size': BATCH, 'train_dataloader.num_workers': workers,
+                         'train_dataloader.persistent_workers': workers > 0, 'default_hooks.logger.interval': 1})
+    cfg.randomness = dict(seed=0, deterministic=True)
+    cfg.default_hooks.checkpoint = dict(type='YOLOCheckpointHook', interval=1, iter_interval=1, max_keep_ckpts=5)
+    for hook in cfg.custom_hooks:
+        if hook['type'] == 'CloseMosaicHook':
+            hook['close_epochs'] = 1
+    cfg.custom_hooks = [h for h in cfg.custom_hooks if h['type'] != 'ValidationPlotsHook']
+    cfg.experiment_name = 'resume' + work_dir.replace(osp.sep, '_')
+    cfg.resume = resume
+    if stop_after is not None:
+        cfg.custom_hooks.append(dict(type='InterruptAfterIter', iteration=stop_after))
+    return cfg
+
+
 def _train(cfg):
     from convnextv2_yolo.utils.launch import build_runner
     torch.set_num_threads(1)
@@ -42,8 +70,7 @@ def _train(cfg):
 
 def _weights(work_dir):
     from convnextv2_yolo.utils.checkpoint_io import safe_torch_load
-    ckpt = safe_torch_load(osp.join(work_dir, f'epoch_{EPOCHS}.pth'), map_location='cpu')
-    return ckpt['state_dict']
+    return safe_torch_load(osp.join(work_dir, f'epoch_{EPOCHS}.pth'), map_location='cpu')
 
 
 def _register_interrupt_hook():
@@ -64,19 +91,38 @@ def _register_interrupt_hook():
                 raise Interrupt(self.iteration)
 
 
-@pytest.mark.parametrize('workers', [0, 2])
-def test_interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path, workers):
+def _check(make_cfg, data, tmp_path, workers, stops):
     _register_interrupt_hook()
     ref = str(tmp_path / 'ref')
-    _train(_cfg(tiny_data, ref, workers))
+    _train(make_cfg(data, ref, workers))
     expected = _weights(ref)
-    # inside epoch 1; inside epoch 2; after its last batch (before its end hooks); inside epoch 3 (close-mosaic)
-    for stop in (2, 4, 6, 7):
+    for stop in stops:
         work = str(tmp_path / f'stop{stop}')
         with pytest.raises(Interrupt):
-            _train(_cfg(tiny_data, work, workers, stop_after=stop))
-        _train(_cfg(tiny_data, work, workers, resume=True))
+            _train(make_cfg(data, work, workers, stop_after=stop))
+        _train(make_cfg(data, work, workers, resume=True))
         got = _weights(work)
-        diff = {k: (got[k].float() - v.float()).abs().max().item() for k, v in expected.items()
-                if v.is_floating_point() and not torch.equal(got[k], v)}
-        assert not diff, f'stopped after iteration {stop}: {len(diff)} tensors differ, max {max(diff.values())}'
+        for key in ('state_dict', 'ema_state_dict'):
+            if key not in expected:
+                continue
+            diff = {k: (got[key][k].float() - v.float()).abs().max().item() for k, v in expected[key].items()
+                    if v.is_floating_point() and not torch.equal(got[key][k], v)}
+            assert not diff, f'stopped after iteration {stop}: {len(diff)} {key} tensors differ, max ' \
+                             f'{max(diff.values())}'
+
+
+# interruption points (global iterations, 3 an epoch): 1 and 2 inside epoch 1 (its workers then go on into
+# epoch 2), 4 inside epoch 2, 6 after its last batch (before its end hooks), 7 inside epoch 3 (close-mosaic: new
+# workers); the default suite runs a few, -m slow all
+@pytest.mark.parametrize('workers,stops', [(0, (4, 6)), (2, (1, 7)),
+                                           pytest.param(0, (1, 2, 7), marks=pytest.mark.slow),
+                                           pytest.param(2, (2, 4, 6), marks=pytest.mark.slow)])
+def test_interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path, workers, stops):
+    _check(_cfg, tiny_data, tmp_path, workers, stops)
+
+
+@pytest.mark.parametrize('workers,stops', [(2, (1, )), pytest.param(0, (2, 7), marks=pytest.mark.slow),
+                                           pytest.param(2, (4, 7), marks=pytest.mark.slow)])
+def test_the_yolo11_recipe_resumes_exactly(tiny_data, tmp_path, workers, stops):
+    """Inside an accumulation window: the gradients summed so far and the window's start come back."""
+    _check(_recipe_cfg, tiny_data, tmp_path, workers, stops)

@@ -3,6 +3,7 @@ from typing import Any, Dict, Optional
 
 from mmdet.registry import LOOPS
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
@@ -69,7 +70,23 @@ class YOLOEpochBasedTrainLoop(EpochBasedTrainLoop):
                      worker_states={int(k): v for k, v in self._worker_states.items()}, rng=capture_rng())
         if self.dataloader.num_workers == 0:
             state['data'] = capture_data_state(self._dataset)
+        # inside a gradient-accumulation window: the gradients summed so far (the optimizer steps on them later)
+        grads = {name: p.grad.detach().cpu().clone() for name, p in self._model().named_parameters()
+                 if p.grad is not None}
+        if grads:
+            state['grads'] = grads
+        last_update = getattr(self.runner.optim_wrapper, '_last_update_count', None)  # YOLOGradAccumulation
+        if last_update is not None:
+            state['last_update_count'] = int(last_update)
         return state
+
+    def _model(self):
+        model = self.runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def _restore_grads(self, grads: Optional[dict]) -> None:
+        for name, p in self._model().named_parameters():
+            p.grad = grads[name].to(device=p.device, dtype=p.dtype) if grads and name in grads else None
 
     def load_resume_state(self, state: Optional[dict]) -> None:
         """Take a checkpoint's ``meta['resume_state']`` (None: resume as mmengine does, from an epoch start)."""
@@ -138,6 +155,11 @@ class YOLOEpochBasedTrainLoop(EpochBasedTrainLoop):
                     restore_rng(pending['data']['rng'])
                 else:
                     restore_data_state(self._dataset, pending['data'])
+            if 'batches_done' in pending:  # a checkpoint's state (not the hand-over after a resumed epoch)
+                self._restore_grads(pending.get('grads'))
+                if 'last_update_count' in pending and hasattr(self.runner.optim_wrapper, '_last_update_count'):
+                    # the accumulation window goes on from the last optimizer step (mmengine restarts it)
+                    self.runner.optim_wrapper._last_update_count = pending['last_update_count']
             if skip:
                 print_log(f'--resume: epoch {self._epoch + 1} continues at batch {skip + 1} of '
                           f'{len(self.dataloader)} (the batches done are skipped, data state restored)',
@@ -153,7 +175,9 @@ class YOLOEpochBasedTrainLoop(EpochBasedTrainLoop):
         for idx, data_batch in enumerate(iterator, start=skip):
             worker_state = data_batch.pop('data_state', None) if isinstance(data_batch, dict) else None
             if worker_state is not None:
-                self._worker_states[int(worker_state[0])] = worker_state[1]
+                # under the id of the worker that makes this batch in an uninterrupted epoch (batch b: worker
+                # b % n; a resumed epoch's loader starts its round-robin at the first batch not done)
+                self._worker_states[(int(worker_state[0]) + skip) % loader.num_workers] = worker_state[1]
             self.run_iter(idx, data_batch)
             self._batches_done = idx + 1
         if loader is not self.dataloader and self.dataloader.persistent_workers:

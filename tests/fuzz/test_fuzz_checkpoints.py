@@ -44,8 +44,7 @@ def _checkpoint_case(rng: random.Random, seeds: dict, wrappers) -> tuple:
 @pytest.fixture(scope='module')
 def convnext_seeds():
     from convnextv2_yolo.backbones.convnextv2_checkpoint import convert_to_mmpretrain
-    from tests.helpers.convnextv2_reference import fcmae_state, make_reference, official_state
-    from tests.models.test_convnextv2_checkpoint import timm_state
+    from tests.helpers.convnextv2_reference import fcmae_state, make_reference, official_state, timm_state
     ref = make_reference()
     official = official_state(ref)
     return dict(official=official, fcmae=fcmae_state(ref), timm=timm_state(ref),

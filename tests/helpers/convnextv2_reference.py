@@ -151,3 +151,62 @@ def fcmae_state(ref, transpose=True):
     out['decoder.0.grn.gamma'] = torch.randn(1, 1, 1, 64)
     out['pred.weight'] = torch.randn(32 * 32 * 3, 16, 1, 1)
     return out
+
+
+def mmpretrain_state(ref):
+    """Copy the reference into mmpretrain's own ConvNeXt, module by module."""
+    from mmpretrain.models.backbones import ConvNeXt
+    mm = ConvNeXt(
+        arch=dict(ref.arch), use_grn=True, layer_scale_init_value=0.,
+        out_indices=(3, ), gap_before_final_norm=True)
+    with torch.no_grad():
+        for mm_down, ref_down in zip(mm.downsample_layers,
+                                     ref.downsample_layers):
+            for a, b in zip(mm_down, ref_down):
+                a.weight.copy_(b.weight)
+                a.bias.copy_(b.bias)
+        for mm_stage, ref_stage in zip(mm.stages, ref.stages):
+            for a, b in zip(mm_stage, ref_stage):
+                for dst, src in ((a.depthwise_conv, b.dwconv),
+                                 (a.norm, b.norm),
+                                 (a.pointwise_conv1, b.pwconv1),
+                                 (a.pointwise_conv2, b.pwconv2)):
+                    dst.weight.copy_(src.weight)
+                    dst.bias.copy_(src.bias)
+                a.grn.gamma.copy_(b.grn.gamma.flatten())
+                a.grn.beta.copy_(b.grn.beta.flatten())
+        mm.norm3.weight.copy_(ref.norm.weight)
+        mm.norm3.bias.copy_(ref.norm.bias)
+    state = OrderedDict(
+        ('backbone.' + k, v) for k, v in mm.state_dict().items())
+    state['head.fc.weight'] = ref.head.weight.detach().clone()
+    state['head.fc.bias'] = ref.head.bias.detach().clone()
+    return state
+
+
+def timm_state(ref, conv_mlp=False):
+    """timm layout (GRN weight/bias (C,), 1x1-conv MLP when conv_mlp)."""
+    out = OrderedDict()
+    for k, v in official_state(ref).items():
+        parts = k.split('.')
+        if k.startswith('downsample_layers.0.'):
+            new_k = 'stem.' + '.'.join(parts[2:])
+        elif k.startswith('downsample_layers.'):
+            new_k = f'stages.{parts[1]}.downsample.' + '.'.join(parts[2:])
+        elif k.startswith('stages.'):
+            rest = '.'.join(parts[3:])
+            rest = {'grn.gamma': 'mlp.grn.weight',
+                    'grn.beta': 'mlp.grn.bias'}.get(rest, rest)
+            rest = rest.replace('dwconv', 'conv_dw').replace(
+                'pwconv1', 'mlp.fc1').replace('pwconv2', 'mlp.fc2')
+            new_k = f'stages.{parts[1]}.blocks.{parts[2]}.{rest}'
+            if '.grn.' in new_k:
+                v = v.flatten()
+            if conv_mlp and '.fc' in new_k and new_k.endswith('weight'):
+                v = v[:, :, None, None]
+        elif k.startswith('norm.'):
+            new_k = 'head.norm.' + parts[-1]
+        else:
+            new_k = 'head.fc.' + parts[-1]
+        out[new_k] = v
+    return out

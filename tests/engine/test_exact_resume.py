@@ -1,5 +1,6 @@
 """A run interrupted at any iteration and resumed ends with the weights of an uninterrupted run (CPU, tiny model,
 deterministic settings; 0 and 2 data-loader workers)."""
+import os
 import os.path as osp
 
 import pytest
@@ -33,7 +34,7 @@ def _cfg(data, work_dir, workers, resume=False, stop_after=None):
     return cfg
 
 
-def _recipe_cfg(data, work_dir, workers, resume=False, stop_after=None):
+def _recipe_cfg(data, work_dir, workers, resume=False, stop_after=None, close_epochs=1):
     """The YOLO11-n recipe as tools/train.py --data --imgsz 64 builds it: YOLOOptimWrapper with gradient
     accumulation (nominal batch 64: windows of 16 iterations here, across epochs), EMA per optimizer step,
     YOLOMixUp(mosaic -> copy-paste -> affine), close-mosaic in the last epoch."""
@@ -51,7 +52,7 @@ def _recipe_cfg(data, work_dir, workers, resume=False, stop_after=None):
     cfg.default_hooks.checkpoint = dict(type='YOLOCheckpointHook', interval=1, iter_interval=1, max_keep_ckpts=5)
     for hook in cfg.custom_hooks:
         if hook['type'] == 'CloseMosaicHook':
-            hook['close_epochs'] = 1
+            hook['close_epochs'] = close_epochs
     cfg.custom_hooks = [h for h in cfg.custom_hooks if h['type'] != 'ValidationPlotsHook']
     cfg.experiment_name = 'resume' + work_dir.replace(osp.sep, '_')
     cfg.resume = resume
@@ -126,3 +127,20 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path, worke
 def test_the_yolo11_recipe_resumes_exactly(tiny_data, tmp_path, workers, stops):
     """Inside an accumulation window: the gradients summed so far and the window's start come back."""
     _check(_recipe_cfg, tiny_data, tmp_path, workers, stops)
+
+
+def test_resume_from_an_epoch_checkpoint_is_exact(tiny_data, tmp_path):
+    """The recipe's default (epoch checkpoints only): its pipeline switched at epoch 0 (close-mosaic covers the whole
+    run), so a resumed process switches again at its first epoch, while the persistent workers went on."""
+    import shutil
+    ref = str(tmp_path / 'ref')
+    _train(_recipe_cfg(tiny_data, ref, 2, close_epochs=10))
+    work = str(tmp_path / 'from_epoch1')
+    os.makedirs(work)
+    shutil.copy(osp.join(ref, 'epoch_1.pth'), work)
+    with open(osp.join(work, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(work, 'epoch_1.pth'))
+    _train(_recipe_cfg(tiny_data, work, 2, resume=True, close_epochs=10))
+    expected, got = _weights(ref), _weights(work)
+    for key in ('state_dict', 'ema_state_dict'):
+        assert all(torch.equal(got[key][k], v) for k, v in expected[key].items()), key

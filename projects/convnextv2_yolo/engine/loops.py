@@ -1,4 +1,5 @@
 """mmengine's epoch loop, resumable inside an epoch with the data state of an uninterrupted run."""
+import logging
 from typing import Any, Dict, Optional
 
 from mmdet.registry import LOOPS
@@ -95,7 +96,7 @@ class YOLOEpochBasedTrainLoop(EpochBasedTrainLoop):
         if int(state.get('num_workers', -1)) != self.dataloader.num_workers:
             print_log(f"--resume: the checkpoint was written with {state.get('num_workers')} data-loader workers, "
                       f'this run has {self.dataloader.num_workers}: the data (augmentations) will not repeat the '
-                      'interrupted run exactly', logger='current', level='WARNING')
+                      'interrupted run exactly', logger='current', level=logging.WARNING)
             state = dict(state, worker_states={}, data=None)
         self._pending = state
 
@@ -139,8 +140,13 @@ class YOLOEpochBasedTrainLoop(EpochBasedTrainLoop):
         # new workers this epoch (seeded as at the start): without persistent workers, or when a hook switched
         # the pipeline (mmdet's PipelineSwitchHook restarts persistent workers)
         switched = getattr(self._dataset, 'pipeline', None) is not pipeline
-        fresh_workers = not self.dataloader.persistent_workers or switched
         pending, self._pending = self._pending, None
+        if pending is not None:
+            # a resumed process switches the pipeline at its first epoch past the switch epoch; the interrupted run
+            # switched (and restarted its workers) only at the switch epoch itself
+            switched = any(getattr(h, 'switch_epoch', None) == self._epoch for h in self.runner.hooks
+                           if hasattr(h, 'switch_pipeline'))
+        fresh_workers = not self.dataloader.persistent_workers or switched
         skip = 0
         if pending is not None:
             skip = self._iter - self._epoch * len(self.dataloader)

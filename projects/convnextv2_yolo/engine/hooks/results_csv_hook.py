@@ -182,7 +182,14 @@ class ResultsCSVHook(Hook):
         return '\n'.join([','.join(self._header)] + [','.join(r) for r in self._rows]) + '\n'
 
     def _write(self, runner) -> None:
-        write_atomic(self._path(runner), self._text())
+        path = self._path(runner)
+        try:
+            write_atomic(path, self._text())
+        except OSError as e:  # a full disk must not end the run: the rows stay in memory for the next write
+            from .yolo_checkpoint_hook import free_space
+            print_log(f'ResultsCSVHook: {path} could not be written ({type(e).__name__}: {e}); {free_space(path)} '
+                      'free there; the previous file is kept and the next epoch writes all rows again',
+                      logger='current', level=logging.ERROR)
 
     # ------------------------------------------------------------------ hooks
     @master_only

@@ -28,3 +28,13 @@ def logs(monkeypatch):
     monkeypatch.setattr(yolo_dataset, 'print_log',
                         lambda msg, logger=None, level=logging.INFO: records.append((level, msg)))
     return records
+
+
+@pytest.fixture
+def count_scans(monkeypatch):
+    """The image paths yolo_format.verify_image is called with (scans of the index, not cache reads)."""
+    from convnextv2_yolo.datasets import yolo_format
+    calls = []
+    real = yolo_format.verify_image
+    monkeypatch.setattr(yolo_format, 'verify_image', lambda path: calls.append(path) or real(path))
+    return calls

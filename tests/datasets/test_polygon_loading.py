@@ -13,7 +13,6 @@ from mmdet.structures.mask import PolygonMasks
 
 import convnextv2_yolo  # noqa: F401
 from convnextv2_yolo.datasets import yolo_dataset as yd
-from convnextv2_yolo.datasets import yolo_format
 from convnextv2_yolo.datasets.transforms import YOLOLoadAnnotations
 from convnextv2_yolo.datasets.transforms.yolo_loading import polygon_parts
 from convnextv2_yolo.datasets.yolo_dataset import CACHE_SUFFIX
@@ -43,12 +42,6 @@ LABELS = {
 
 
 # ----------------------------------------------------------------------------- helpers
-@pytest.fixture
-def count_scans(monkeypatch):
-    calls = []
-    real = yolo_format.verify_image
-    monkeypatch.setattr(yolo_format, 'verify_image', lambda path: calls.append(path) or real(path))
-    return calls
 
 
 def write_text(path, text):

@@ -400,12 +400,6 @@ def test_min_size_filter(tmp_path, logs):
 
 
 # ----------------------------------------------------------------------------- the cache
-@pytest.fixture
-def count_scans(monkeypatch):
-    calls = []
-    real = yolo_format.verify_image
-    monkeypatch.setattr(yolo_format, 'verify_image', lambda path: calls.append(path) or real(path))
-    return calls
 
 
 def test_second_start_reads_the_cache_and_replays_the_warnings(label_cases, logs, count_scans):

@@ -130,6 +130,15 @@ class SkipBadImagesMixin:
         self._check_skip_fraction()
         return result
 
+    def full_init(self) -> None:
+        """As the dataset's base class, then a line on the images CopyPaste can use
+        (:func:`~.transforms.yolo_mix.report_copy_paste_inputs`); shared here by both training datasets."""
+        if self._fully_initialized:
+            return
+        super().full_init()
+        from .transforms.yolo_mix import report_copy_paste_inputs
+        report_copy_paste_inputs(self)
+
     def prepare_or_skip(self, idx: int) -> Any:
         """``prepare_data``: the pipeline on sample ``idx`` (with ``results['dataset']`` for ``YOLOMixUp``),
         or None when its image fails to load (:meth:`load_or_skip`)."""

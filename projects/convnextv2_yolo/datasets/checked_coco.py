@@ -11,7 +11,6 @@ from ..utils.class_names import as_class_names
 from .bad_images import DEFAULT_MAX_SKIP_FRACTION, SkipBadImagesMixin
 from .coco_api import CheckedCOCO
 from .image_size import describe_size_mismatch, read_image_size
-from .transforms.yolo_mix import report_copy_paste_inputs
 
 
 @DATASETS.register_module()
@@ -128,13 +127,6 @@ class CheckedCocoDataset(SkipBadImagesMixin, CocoDataset):
                       f'match their recorded size and {unreadable} are missing or unreadable (see the warnings '
                       'above)', logger='current', level=logging.WARNING)
         return mismatched + unreadable
-
-    def full_init(self) -> None:
-        """As the base class, then a line on the images CopyPaste can use (:func:`report_copy_paste_inputs`)."""
-        if self._fully_initialized:
-            return
-        super().full_init()
-        report_copy_paste_inputs(self)
 
     def prepare_data(self, idx: int) -> Any:
         # results['dataset'] for a pipeline with YOLOMixUp (its partner image); None: a bad image, skipped

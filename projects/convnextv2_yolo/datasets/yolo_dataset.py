@@ -46,7 +46,6 @@ from ..utils.checkpoint_io import write_atomic
 from ..utils.class_names import as_class_names
 from . import yolo_format
 from .bad_images import DEFAULT_MAX_SKIP_FRACTION, SkipBadImagesMixin
-from .transforms.yolo_mix import report_copy_paste_inputs
 
 # the cache: '<labels folder>' + CACHE_SUFFIX beside the labels (never the reference's 'labels.cache')
 CACHE_SUFFIX = '.convnextv2_yolo.cache'
@@ -779,13 +778,6 @@ class YOLODataset(SkipBadImagesMixin, BaseDetDataset):
         return (f'{self._log_name}: strict=True and {len(self.problems)} files have problems (fix them, or set '
                 f'strict=False to skip bad files and use the fixed ones):\n  {listed}'
                 + (f'\n  ... and {more} more (see the warnings above)' if more > 0 else ''))
-
-    def full_init(self) -> None:
-        """As the base class, then a line on the images CopyPaste can use (:func:`report_copy_paste_inputs`)."""
-        if self._fully_initialized:
-            return
-        super().full_init()
-        report_copy_paste_inputs(self)
 
     def prepare_data(self, idx: int) -> Any:
         """mmengine's, plus ``results['dataset']`` for a pipeline with ``YOLOMixUp`` (its partner image);
